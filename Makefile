@@ -1,0 +1,72 @@
+# airgap.renku — the two commands are `make demo` and `make test`; everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+COLLECTION_LINK := build/collections/ansible_collections/airgap/renku
+SANITY_TREE := build/sanity/ansible_collections/airgap/renku
+PYTEST_WORKERS ?= 2
+
+.PHONY: help deps lab-binaries lab-up lab-down lab-status lab-env demo test unit sanity lint ruff integration bench collection-link
+
+help:
+	@echo "make demo   - install what is needed, start the lab, run site.yml against inventories/lab"
+	@echo "make test   - unit tests, ruff, ansible-test sanity, ansible-lint, integration tests on the lab"
+	@echo "make bench  - run benchmarks/ and print name: value lines"
+	@echo "make lab-up | lab-down | lab-status | lab-env"
+
+deps: $(VENV)/.deps-ok collection-link
+$(VENV)/.deps-ok: requirements.txt requirements-dev.txt lab/install-deps.sh
+	bash lab/install-deps.sh all
+	touch $@
+
+# The collection is used in place: build/collections/ansible_collections/airgap/renku -> the repository.
+collection-link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@[ -L $(COLLECTION_LINK) ] || ln -sfn ../../../.. $(COLLECTION_LINK)
+
+lab-binaries:
+	bash lab/build-binaries.sh
+
+lab-up: deps lab-binaries
+	$(PY) lab/lab.py up
+
+lab-down:
+	@[ -x $(PY) ] && $(PY) lab/lab.py down || true
+
+lab-status:
+	@$(PY) lab/lab.py status
+
+lab-env:
+	@$(PY) lab/lab.py env
+
+demo: lab-up
+	ansible-playbook -i inventories/lab site.yml
+
+unit: deps
+	$(PY) -m pytest -q tests/unit -p no:cacheprovider
+
+ruff: deps
+	ruff check plugins lab tests benchmarks
+	ruff format --check plugins lab tests benchmarks
+
+sanity: deps
+	@rm -rf build/sanity && mkdir -p $(SANITY_TREE)
+	@git ls-files -co --exclude-standard | grep -vE '^(lab|benchmarks|\.ci)/' | \
+		tar -cf - -T - | tar -xf - -C $(SANITY_TREE)
+	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no -q
+
+lint: deps
+	ansible-lint -q --profile production
+
+integration: lab-up
+	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+test: deps
+	$(MAKE) unit ruff sanity lint integration
+
+bench: lab-up
+	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

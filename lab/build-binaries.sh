@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Build the lab's Go binaries once, from the Go module proxy, into a cache outside the repository.
+# Re-running is cheap: a binary whose versioned file exists is not rebuilt.
+set -euo pipefail
+
+KUBE_VERSION="${LAB_KUBE_VERSION:-v1.36.3}"
+ETCD_VERSION="${LAB_ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${LAB_HELM_VERSION:-v4.3.1}"
+HELM3_VERSION="${LAB_HELM3_VERSION:-v3.22.0}"
+KWOK_VERSION="${LAB_KWOK_VERSION:-v0.8.0}"
+
+CACHE="${AIRGAP_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airgap-renku-lab}"
+BIN="$CACHE/bin"
+SRC="$CACHE/src"
+mkdir -p "$BIN" "$SRC"
+export GOFLAGS="-mod=mod" CGO_ENABLED=0
+
+log() { printf '[lab-build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+have() {  # have NAME VERSION: the cached binary for that version exists
+  [ -x "$BIN/$1-$2" ] && ln -sfn "$1-$2" "$BIN/$1"
+}
+
+new_module() {  # new_module DIR MODULE-PATH: an empty module with a tools file importing the commands
+  rm -rf "$1" && mkdir -p "$1"
+  (cd "$1" && go mod init "$2" >/dev/null 2>&1)
+}
+
+tools_file() {  # tools_file DIR IMPORT...
+  local dir=$1; shift
+  { echo '//go:build tools'; echo; echo 'package tools'; echo; echo 'import ('
+    for p in "$@"; do echo "	_ \"$p\""; done; echo ')'; } >"$dir/tools.go"
+}
+
+build_kubernetes() {
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0
+  for c in "${cmds[@]}"; do have "$c" "$KUBE_VERSION" || missing=1; done
+  [ "$missing" = 0 ] && return 0
+  log "building Kubernetes $KUBE_VERSION (${cmds[*]}); cold builds take 10-25 minutes on 2 cores"
+  local dir="$SRC/kubernetes" minor staging gomod
+  new_module "$dir" lab.local/kubernetes
+  minor="${KUBE_VERSION#v1.}"  # 36.3 -> staging modules are v0.36.3
+  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  # Every staging module k8s.io/kubernetes replaces with ./staging is published as v0.<minor>.<patch>.
+  staging=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
+  for m in $staging; do (cd "$dir" && go mod edit -replace "$m=$m@v0.$minor"); done
+  (cd "$dir" && go mod edit -require "k8s.io/kubernetes@$KUBE_VERSION")
+  tools_file "$dir" $(for c in "${cmds[@]}"; do echo "k8s.io/kubernetes/cmd/$c"; done)
+  (cd "$dir" && go mod tidy >/dev/null)
+  local major=1 kminor=${minor%%.*}
+  local ldf="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$kminor"
+    ldf+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  for c in "${cmds[@]}"; do
+    log "go build $c"
+    (cd "$dir" && go build -trimpath -ldflags "$ldf" -o "$BIN/$c-$KUBE_VERSION" "k8s.io/kubernetes/cmd/$c")
+    have "$c" "$KUBE_VERSION"
+  done
+}
+
+build_simple() {  # build_simple NAME VERSION MODULE PACKAGE [LDFLAGS]
+  local name=$1 version=$2 module=$3 pkg=$4 ldf=${5:-}
+  have "$name" "$version" && return 0
+  log "building $name $version from $module"
+  local dir="$SRC/$name"
+  new_module "$dir" "lab.local/$name"
+  (cd "$dir" && go mod edit -require "$module@$version")
+  tools_file "$dir" "$pkg"
+  (cd "$dir" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w $ldf" -o "$BIN/$name-$version" "$pkg")
+  have "$name" "$version"
+}
+
+main() {
+  command -v go >/dev/null || { echo "go is required to build the lab binaries" >&2; exit 1; }
+  build_simple etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
+  build_simple helm "$HELM_VERSION" helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm \
+    "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  build_kubernetes
+  build_simple helm3 "$HELM3_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+  build_simple kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" || log "kwok did not build; pods will stay Pending"
+  log "binaries ready in $BIN"
+}
+main "$@"

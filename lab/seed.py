@@ -1,0 +1,238 @@
+"""Seed the lab's "upstream" registry with small generated images and OCI Helm charts.
+
+Upstream plays docker.io, quay.io and ghcr.io at once: an image `quay.io/keycloak/keycloak:26.0.7`
+lives at `<upstream>/quay.io/keycloak/keycloak:26.0.7`. Content is generated deterministically
+(fixed mtimes, gzip without timestamps), so digests are the same on every machine and every run, and
+seeding is idempotent: what is already there is not pushed again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    ref: str                      # as a chart would name it, e.g. docker.io/library/alpine:3.20
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    base: str = "debian-lab-12"   # shared base layer
+    docker_format: bool = False   # Docker schema 2 media types instead of OCI
+
+
+IMAGES: tuple[ImageSpec, ...] = (
+    ImageSpec("docker.io/library/alpine:3.20", ("linux/amd64", "linux/arm64"), base="alpine-lab"),
+    ImageSpec("docker.io/library/busybox:1.36", ("linux/amd64", "linux/arm64", "linux/arm/v7"),
+              base="busybox-lab", docker_format=True),
+    ImageSpec("docker.io/library/python:3.12-slim", ("linux/amd64", "linux/arm64")),
+    ImageSpec("docker.io/library/node:20-slim"),
+    ImageSpec("docker.io/library/golang:1.23"),
+    ImageSpec("docker.io/library/eclipse-temurin:21-jre"),
+    ImageSpec("docker.io/library/postgres:16", docker_format=True),
+    ImageSpec("docker.io/bitnami/redis:7.2"),
+    ImageSpec("docker.io/renku/renku-data-service:0.79.0"),
+    ImageSpec("docker.io/renku/renku-ui:4.1.0"),
+    ImageSpec("docker.io/renku/renku-gateway:1.5.0"),
+    ImageSpec("docker.io/renku/secrets-storage:0.79.0"),
+    ImageSpec("docker.io/renku/data-tasks:0.79.0"),
+    ImageSpec("quay.io/keycloak/keycloak:26.0.7"),
+    ImageSpec("quay.io/oauth2-proxy/oauth2-proxy:v7.6.0", base="alpine-lab"),
+    ImageSpec("ghcr.io/swissdatasciencecenter/amalthea-sessions:0.30.2"),
+    ImageSpec("ghcr.io/swissdatasciencecenter/csi-rclone:0.6.0", base="alpine-lab"),
+    ImageSpec("ghcr.io/swissdatasciencecenter/renku/session-base:py3.12", ("linux/amd64", "linux/arm64")),
+)
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    name: str
+    version: str
+    images: tuple[str, ...]
+    kinds: tuple[str, ...] = ("Deployment",)
+
+
+CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("amalthea-sessions", "0.30.2", ("ghcr.io/swissdatasciencecenter/amalthea-sessions:0.30.2",)),
+    ChartSpec("csi-rclone", "0.6.0", ("ghcr.io/swissdatasciencecenter/csi-rclone:0.6.0",), ("DaemonSet",)),
+    ChartSpec("hello", "0.1.0", ("docker.io/library/busybox:1.36",)),
+)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    repo, _, tag = ref.rpartition(":")
+    return repo, tag
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """A deterministic gzipped tar layer; returns (compressed bytes, diff_id)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path in sorted(files):
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(files[path]), 0, 0o644, 0, 0
+            tar.addfile(info, io.BytesIO(files[path]))
+    uncompressed = raw.getvalue()
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
+        gz.write(uncompressed)
+    return out.getvalue(), _sha(uncompressed)
+
+
+class Registry:
+    """The few Distribution API calls seeding needs."""
+
+    def __init__(self, host: str, ca: str, auth: tuple[str, str] | None = None) -> None:
+        self.base, self.session = f"https://{host}/v2", requests.Session()
+        self.session.verify, self.session.auth = ca, auth
+        # REQUESTS_CA_BUNDLE in the environment would otherwise override `verify` silently.
+        self.session.trust_env = False
+
+    def has_manifest(self, repo: str, ref: str) -> bool:
+        accept = ",".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+        return self.session.head(f"{self.base}/{repo}/manifests/{ref}", headers={"Accept": accept},
+                                 timeout=30).status_code == 200
+
+    def put_blob(self, repo: str, data: bytes) -> str:
+        digest = _sha(data)
+        if self.session.head(f"{self.base}/{repo}/blobs/{digest}", timeout=30).status_code == 200:
+            return digest
+        start = self.session.post(f"{self.base}/{repo}/blobs/uploads/", timeout=30)
+        start.raise_for_status()
+        location = start.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        url = location if location.startswith("http") else f"{self.base.rsplit('/v2', 1)[0]}{location}"
+        self.session.put(f"{url}{sep}digest={digest}", data=data, timeout=60,
+                         headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+        return digest
+
+    def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
+        self.session.put(f"{self.base}/{repo}/manifests/{ref}", data=body, timeout=30,
+                         headers={"Content-Type": media_type}).raise_for_status()
+        return _sha(body)
+
+
+def _image_manifest(reg: Registry, spec: ImageSpec, repo: str, platform: str) -> tuple[bytes, str]:
+    os_name, arch, *variant = platform.split("/")
+    base_blob, base_diff = _layer({f"etc/{spec.base}-release": f"{spec.base} {arch}\n".encode(),
+                                   "etc/os-release": f"ID={spec.base}\n".encode()})
+    app_blob, app_diff = _layer({f"opt/{repo.replace('/', '_')}/VERSION": f"{spec.ref} {platform}\n".encode()})
+    config = {
+        "architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {}),
+        "created": "1970-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["/bin/sh"], "Labels": {"org.opencontainers.image.source": spec.ref}},
+        "rootfs": {"type": "layers", "diff_ids": [base_diff, app_diff]},
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "lab base"},
+                    {"created": "1970-01-01T00:00:00Z", "created_by": "lab app"}],
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    layer_type, config_type = (DOCKER_LAYER, DOCKER_CONFIG) if spec.docker_format else (OCI_LAYER, OCI_CONFIG)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST if spec.docker_format else OCI_MANIFEST,
+        "config": {"mediaType": config_type, "digest": reg.put_blob(repo, config_bytes), "size": len(config_bytes)},
+        "layers": [{"mediaType": layer_type, "digest": reg.put_blob(repo, blob), "size": len(blob)}
+                   for blob in (base_blob, app_blob)],
+    }
+    return json.dumps(manifest, sort_keys=True).encode(), manifest["mediaType"]
+
+
+def push_image(reg: Registry, spec: ImageSpec) -> bool:
+    repo, tag = split_ref(spec.ref)
+    if reg.has_manifest(repo, tag):
+        return False
+    if len(spec.platforms) == 1:
+        body, media = _image_manifest(reg, spec, repo, spec.platforms[0])
+        reg.put_manifest(repo, tag, body, media)
+        return True
+    entries = []
+    for platform in spec.platforms:
+        body, media = _image_manifest(reg, spec, repo, platform)
+        digest = reg.put_manifest(repo, _sha(body), body, media)
+        os_name, arch, *variant = platform.split("/")
+        plat = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
+        entries.append({"mediaType": media, "digest": digest, "size": len(body), "platform": plat})
+    index_type = DOCKER_LIST if spec.docker_format else OCI_INDEX
+    index = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}, sort_keys=True).encode()
+    reg.put_manifest(repo, tag, index, index_type)
+    return True
+
+
+def chart_files(spec: ChartSpec) -> dict[str, str]:
+    """A small, valid chart whose workloads use the given images."""
+    files = {
+        "Chart.yaml": f"apiVersion: v2\nname: {spec.name}\nversion: {spec.version}\nappVersion: \"{spec.version}\"\n"
+                      f"description: Lab test chart named like the upstream {spec.name}\ntype: application\n",
+        "values.yaml": "replicaCount: 1\nimages:\n" + "".join(f"  - {img}\n" for img in spec.images),
+    }
+    for kind in spec.kinds:
+        replicas = "  replicas: {{ .Values.replicaCount }}\n" if kind == "Deployment" else ""
+        files[f"templates/{kind.lower()}.yaml"] = (
+            f"apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {{{{ .Release.Name }}}}-{spec.name}\n"
+            f"  labels:\n    app.kubernetes.io/name: {spec.name}\nspec:\n{replicas}"
+            f"  selector:\n    matchLabels:\n      app.kubernetes.io/name: {spec.name}\n"
+            f"  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: {spec.name}\n"
+            "    spec:\n      containers:\n"
+            "{{- range $i, $img := .Values.images }}\n"
+            "        - name: c{{ $i }}\n          image: {{ $img }}\n"
+            "{{- end }}\n"
+        )
+    files["templates/configmap.yaml"] = (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-{spec.name}-info\n"
+        f"data:\n  chart: {spec.name}-{spec.version}\n"
+    )
+    return files
+
+
+def push_chart(reg: Registry, spec: ChartSpec, env: dict[str, str], upstream: str) -> bool:
+    if reg.has_manifest(f"charts/{spec.name}", spec.version.replace("+", "_")):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / spec.name
+        for rel, text in chart_files(spec).items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_text(text)
+        helm_env = {**os.environ, **helm_home(Path(env["LAB_STATE"]))}
+        subprocess.run([env["HELM"], "package", str(src), "-d", tmp], check=True, capture_output=True, env=helm_env)
+        pkg = Path(tmp) / f"{spec.name}-{spec.version}.tgz"
+        subprocess.run([env["HELM"], "push", str(pkg), f"oci://{upstream}/charts", "--ca-file", env["LAB_CA"]],
+                       check=True, capture_output=True, env=helm_env)
+    return True
+
+
+def helm_home(state: Path) -> dict[str, str]:
+    """Keep the lab's Helm cache and registry config inside the lab state, away from the user's."""
+    home = state / "helm"
+    return {"HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"), "HELM_REGISTRY_CONFIG": str(home / "registry.json")}
+
+
+def seed_upstream(env: dict[str, str]) -> dict[str, int]:
+    upstream = env["REGISTRY_UPSTREAM"]
+    reg = Registry(upstream, env["LAB_CA"])
+    images = sum(push_image(reg, spec) for spec in IMAGES)
+    charts = sum(push_chart(reg, spec, env, upstream) for spec in CHARTS)
+    return {"images_pushed": images, "charts_pushed": charts}

@@ -1,0 +1,86 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Walk Kubernetes documents: find every pod spec, hooks and configured CRD paths included.
+
+Shared by `ca_inject` (patching pod specs) and `image_mirror` (discovering images), so both agree
+on which places hold pod specs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+# kind -> path of keys from the document root to its pod spec
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "PodTemplate": ("template", "spec"),
+}
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+class PodSpecRef(NamedTuple):
+    """Where a pod spec sits: the document, the spec dict itself and a readable path."""
+
+    document: dict
+    spec: dict
+    path: str
+
+
+def parse_crd_path(expression: str) -> tuple[str, tuple[str, ...]]:
+    """`Kind:spec.template.spec` -> ("Kind", ("spec", "template", "spec")). Raises ValueError."""
+    kind, sep, dotted = expression.partition(":")
+    keys = tuple(part for part in dotted.split(".") if part)
+    if not sep or not kind or not keys:
+        raise ValueError(f"pod spec path {expression!r} must look like 'Kind:spec.path.to.podspec'")
+    return kind, keys
+
+
+def _dig(node: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def document_name(document: dict) -> str:
+    meta = document.get("metadata") or {}
+    namespace = meta.get("namespace")
+    name = meta.get("name", "<unnamed>")
+    return f"{document.get('kind', '?')}/{namespace + '/' if namespace else ''}{name}"
+
+
+def pod_specs(document: dict, extra_paths: dict[str, list[tuple[str, ...]]] | None = None) -> Iterator[PodSpecRef]:
+    """Yield every pod spec in one document (built-in kinds, then user-named CRD paths)."""
+    if not isinstance(document, dict):
+        return
+    kind = document.get("kind")
+    paths: list[tuple[str, ...]] = []
+    if kind in POD_SPEC_PATHS:
+        paths.append(POD_SPEC_PATHS[kind])
+    if extra_paths and kind in extra_paths:
+        paths.extend(extra_paths[kind])
+    for keys in paths:
+        spec = _dig(document, keys)
+        if isinstance(spec, dict):
+            yield PodSpecRef(document, spec, ".".join(keys))
+
+
+def containers(spec: dict) -> Iterator[tuple[str, dict]]:
+    """Yield (list name, container) for init, regular and ephemeral containers of a pod spec."""
+    for list_name in CONTAINER_LISTS:
+        for container in spec.get(list_name) or []:
+            if isinstance(container, dict):
+                yield list_name, container
+
+
+def is_helm_hook(document: dict) -> bool:
+    annotations = (document.get("metadata") or {}).get("annotations") or {}
+    return "helm.sh/hook" in annotations
