@@ -11,152 +11,53 @@ Everything listens on loopback (or inside network namespaces the lab makes). Sta
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import secrets
 import shlex
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from labpki import LabCA, ensure_rsa_key, write_private, write_public  # noqa: E402
+from labcore import (
+    BIN,
+    CLUSTERS,
+    CONNECTION_VARS,
+    INTERNAL_USER,
+    KWOK_NODES,
+    LOG,
+    LOOPBACK,
+    PKI,
+    REGISTRIES,
+    RUN,
+    SERVICE_CIDR,
+    STATE,
+    Daemon,
+    LabCA,
+    binary,
+    ensure_rsa_key,
+    http_ok,
+    https_ok,
+    log,
+    registry_daemon,
+    registry_password,
+    wait_healthy,
+    write_private,
+    write_public,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("AIRGAP_LAB_STATE", ROOT / ".lab"))
-CACHE = Path(os.environ.get("AIRGAP_LAB_CACHE",
-                            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "airgap-renku-lab"))
-BIN = CACHE / "bin"
-PKI = STATE / "pki"
-RUN = STATE / "run"
-LOG = STATE / "log"
-CONNECTION_VARS = ROOT / "inventories" / "lab" / "group_vars" / "all" / "lab_connection.yml"
-
-LOOPBACK = "127.0.0.1"
-CLUSTERS = {
-    # name: etcd client/peer ports, apiserver, controller-manager, scheduler, kwok ports
-    "local": {"etcd": 23791, "peer": 23801, "api": 16443, "kcm": 10357, "sched": 10359, "kwok": 10361},
-    "remote": {"etcd": 23792, "peer": 23802, "api": 26443, "kcm": 10457, "sched": 10459, "kwok": 10461},
-}
-REGISTRIES = {"upstream": 5001, "internal": 5002}
-INTERNAL_USER = "lab-pusher"
-KWOK_NODES = {"local": ["lab-local-node-0", "lab-local-node-1"],
-              "remote": ["lab-remote-node-0", "lab-remote-node-1", "lab-remote-node-2"]}
-SERVICE_CIDR = "10.96.0.0/16"  # an allocation range only; nothing is ever sent to it
-
-
-def log(msg: str) -> None:
-    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# processes
+COMPONENTS_DIR = Path(__file__).resolve().parent / "components"
 
 
-@dataclass
-class Daemon:
-    """One lab process: how to start it and how to tell it is healthy."""
-
-    name: str
-    argv: list[str]
-    health: Callable[[], bool]
-    env: dict[str, str] = field(default_factory=dict)
-    optional: bool = False
-
-    @property
-    def pidfile(self) -> Path:
-        return RUN / f"{self.name}.pid"
-
-    def pid(self) -> int | None:
-        """The pid we started, if that process still runs the same program."""
-        try:
-            pid = int(self.pidfile.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if process_runs(pid, self.argv[0]) else None
-
-    def start(self) -> None:
-        if self.pid() is not None:
-            return
-        LOG.mkdir(parents=True, exist_ok=True)
-        with open(LOG / f"{self.name}.log", "ab") as out:
-            proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env={**os.environ, **self.env}, cwd=STATE)
-        self.pidfile.write_text(str(proc.pid))
-
-    def stop(self, timeout: float = 15.0) -> bool:
-        pid = self.pid()
-        if pid is None:
-            self.pidfile.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            _reap(pid)
-            time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
-        self.pidfile.unlink(missing_ok=True)
-        return True
-
-    def healthy(self) -> bool:
-        if self.pid() is None:
-            return False
-        try:
-            return self.health()
-        except (requests.RequestException, OSError, subprocess.SubprocessError):
-            return False
-
-    def log_tail(self, lines: int = 15) -> str:
-        path = LOG / f"{self.name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def process_runs(pid: int, program: str) -> bool:
-    """True while `pid` is a live (not zombie) process executing `program`."""
-    try:
-        return os.readlink(f"/proc/{pid}/exe") == os.path.realpath(program)
-    except OSError:
-        return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def https_ok(url: str, statuses: tuple[int, ...] = (200,), cert: tuple[str, str] | None = None) -> Callable[[], bool]:
-    def check() -> bool:
-        with requests.Session() as session:
-            session.trust_env = False  # REQUESTS_CA_BUNDLE must not replace the lab CA
-            resp = session.get(url, verify=str(PKI / "ca.crt"), cert=cert, timeout=2)
-        return resp.status_code in statuses
-    return check
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        with requests.Session() as session:
-            session.trust_env = False
-            return session.get(url, timeout=2).status_code == 200
-    return check
-
-
-def binary(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        raise SystemExit(f"lab: {path} is missing; run `make lab-binaries` (lab/build-binaries.sh) first")
-    return str(path.resolve())
+def components() -> list[ModuleType]:
+    """Optional lab parts in lab/components/*.py, in name order."""
+    sys.path.insert(0, str(COMPONENTS_DIR.parent))
+    return [importlib.import_module(f"components.{p.stem}") for p in sorted(COMPONENTS_DIR.glob("[a-z]*.py"))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,10 +72,18 @@ def kubeconfig(cluster: str, user: str, cert: Path, key: Path) -> dict:
 
     ctx = f"{user}@lab-{cluster}"
     return {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": f"lab-{cluster}", "cluster": {
-            "server": f"https://{LOOPBACK}:{CLUSTERS[cluster]['api']}",
-            "certificate-authority-data": b64(PKI / "ca.crt")}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [
+            {
+                "name": f"lab-{cluster}",
+                "cluster": {
+                    "server": f"https://{LOOPBACK}:{CLUSTERS[cluster]['api']}",
+                    "certificate-authority-data": b64(PKI / "ca.crt"),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
         "contexts": [{"name": ctx, "context": {"cluster": f"lab-{cluster}", "user": user, "namespace": "default"}}],
         "current-context": ctx,
@@ -193,110 +102,133 @@ def kubeconfig_path(cluster: str, who: str = "admin") -> Path:
 def control_plane(ca: LabCA, cluster: str) -> list[list[Daemon]]:
     ports = CLUSTERS[cluster]
     data = STATE / f"etcd-{cluster}"
-    api_crt, api_key = ca.issue(f"apiserver-{cluster}", f"kube-apiserver-{cluster}", [
-        LOOPBACK, "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local", "10.96.0.1"])
+    api_crt, api_key = ca.issue(
+        f"apiserver-{cluster}",
+        f"kube-apiserver-{cluster}",
+        [
+            LOOPBACK,
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "10.96.0.1",
+        ],
+    )
     sa_key = ensure_rsa_key(PKI / f"sa-{cluster}.key")
-    for who, cn, orgs in (("admin", "lab-admin", ["system:masters"]),
-                          ("kcm", "system:kube-controller-manager", []),
-                          ("sched", "system:kube-scheduler", [])):
+    for who, cn, orgs in (
+        ("admin", "lab-admin", ["system:masters"]),
+        ("kcm", "system:kube-controller-manager", []),
+        ("sched", "system:kube-scheduler", []),
+    ):
         crt, key = ca.issue(f"{who}-{cluster}-client", cn, organizations=orgs, client=True)
         write_kubeconfig(kubeconfig_path(cluster, who), kubeconfig(cluster, cn, crt, key))
     kcm_crt, kcm_key = ca.issue(f"kcm-{cluster}-serving", "kube-controller-manager", [LOOPBACK, "localhost"])
     sched_crt, sched_key = ca.issue(f"sched-{cluster}-serving", "kube-scheduler", [LOOPBACK, "localhost"])
     etcd_url = f"http://{LOOPBACK}:{ports['etcd']}"
-    etcd = Daemon(f"etcd-{cluster}", [
-        binary("etcd"), f"--name=lab-{cluster}", f"--data-dir={data}",
-        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls=http://{LOOPBACK}:{ports['peer']}",
-        f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['peer']}",
-        f"--initial-cluster=lab-{cluster}=http://{LOOPBACK}:{ports['peer']}",
-        "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=2147483648",
-    ], http_ok(f"{etcd_url}/health"))
-    apiserver = Daemon(f"apiserver-{cluster}", [
-        binary("kube-apiserver"), f"--etcd-servers={etcd_url}", f"--etcd-prefix=/registry-{cluster}",
-        f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={ports['api']}",
-        f"--tls-cert-file={api_crt}", f"--tls-private-key-file={api_key}", f"--client-ca-file={PKI / 'ca.crt'}",
-        "--authorization-mode=Node,RBAC", "--anonymous-auth=true",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={sa_key.with_suffix('.pub')}", f"--service-account-signing-key-file={sa_key}",
-        f"--api-audiences=https://kubernetes.default.svc.cluster.local",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--endpoint-reconciler-type=none",
-        "--allow-privileged=true", "--profiling=false", f"--cert-dir={STATE / ('apiserver-' + cluster)}", "--v=0",
-    ], https_ok(f"https://{LOOPBACK}:{ports['api']}/readyz"))
+    etcd = Daemon(
+        f"etcd-{cluster}",
+        [
+            binary("etcd"),
+            f"--name=lab-{cluster}",
+            f"--data-dir={data}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://{LOOPBACK}:{ports['peer']}",
+            f"--initial-advertise-peer-urls=http://{LOOPBACK}:{ports['peer']}",
+            f"--initial-cluster=lab-{cluster}=http://{LOOPBACK}:{ports['peer']}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+            "--quota-backend-bytes=2147483648",
+        ],
+        http_ok(f"{etcd_url}/health"),
+    )
+    apiserver = Daemon(
+        f"apiserver-{cluster}",
+        [
+            binary("kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            f"--etcd-prefix=/registry-{cluster}",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
+            f"--secure-port={ports['api']}",
+            f"--tls-cert-file={api_crt}",
+            f"--tls-private-key-file={api_key}",
+            f"--client-ca-file={PKI / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--anonymous-auth=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_key.with_suffix('.pub')}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=false",
+            f"--cert-dir={STATE / ('apiserver-' + cluster)}",
+            "--v=0",
+        ],
+        https_ok(f"https://{LOOPBACK}:{ports['api']}/readyz"),
+    )
     kcm_kc = kubeconfig_path(cluster, "kcm")
-    kcm = Daemon(f"controller-manager-{cluster}", [
-        binary("kube-controller-manager"), f"--kubeconfig={kcm_kc}", f"--authentication-kubeconfig={kcm_kc}",
-        f"--authorization-kubeconfig={kcm_kc}", f"--bind-address={LOOPBACK}", f"--secure-port={ports['kcm']}",
-        f"--tls-cert-file={kcm_crt}", f"--tls-private-key-file={kcm_key}",
-        f"--service-account-private-key-file={sa_key}", f"--root-ca-file={PKI / 'ca.crt'}",
-        "--use-service-account-credentials=true", "--leader-elect=false",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--v=0",
-    ], https_ok(f"https://{LOOPBACK}:{ports['kcm']}/healthz"))
+    kcm = Daemon(
+        f"controller-manager-{cluster}",
+        [
+            binary("kube-controller-manager"),
+            f"--kubeconfig={kcm_kc}",
+            f"--authentication-kubeconfig={kcm_kc}",
+            f"--authorization-kubeconfig={kcm_kc}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports['kcm']}",
+            f"--tls-cert-file={kcm_crt}",
+            f"--tls-private-key-file={kcm_key}",
+            f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={PKI / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+            "--v=0",
+        ],
+        https_ok(f"https://{LOOPBACK}:{ports['kcm']}/healthz"),
+    )
     sched_kc = kubeconfig_path(cluster, "sched")
-    sched = Daemon(f"scheduler-{cluster}", [
-        binary("kube-scheduler"), f"--kubeconfig={sched_kc}", f"--authentication-kubeconfig={sched_kc}",
-        f"--authorization-kubeconfig={sched_kc}", f"--bind-address={LOOPBACK}", f"--secure-port={ports['sched']}",
-        f"--tls-cert-file={sched_crt}", f"--tls-private-key-file={sched_key}", "--leader-elect=false",
-        "--profiling=false", "--v=0",
-    ], https_ok(f"https://{LOOPBACK}:{ports['sched']}/healthz"))
+    sched = Daemon(
+        f"scheduler-{cluster}",
+        [
+            binary("kube-scheduler"),
+            f"--kubeconfig={sched_kc}",
+            f"--authentication-kubeconfig={sched_kc}",
+            f"--authorization-kubeconfig={sched_kc}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={ports['sched']}",
+            f"--tls-cert-file={sched_crt}",
+            f"--tls-private-key-file={sched_key}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=0",
+        ],
+        https_ok(f"https://{LOOPBACK}:{ports['sched']}/healthz"),
+    )
     tiers: list[list[Daemon]] = [[etcd], [apiserver], [kcm, sched]]
     if (BIN / "kwok").exists():
-        tiers[2].append(Daemon(f"kwok-{cluster}", [
-            binary("kwok"), f"--kubeconfig={kubeconfig_path(cluster)}", "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--server-address={LOOPBACK}:{ports['kwok']}", "--cidr=10.244.0.1/16", f"--node-ip={LOOPBACK}",
-        ], http_ok(f"http://{LOOPBACK}:{ports['kwok']}/healthz"), optional=True))
+        tiers[2].append(
+            Daemon(
+                f"kwok-{cluster}",
+                [
+                    binary("kwok"),
+                    f"--kubeconfig={kubeconfig_path(cluster)}",
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    f"--server-address={LOOPBACK}:{ports['kwok']}",
+                    "--cidr=10.244.0.1/16",
+                    f"--node-ip={LOOPBACK}",
+                ],
+                http_ok(f"http://{LOOPBACK}:{ports['kwok']}/healthz"),
+                optional=True,
+            )
+        )
     return tiers
-
-
-# --------------------------------------------------------------------------------------------------
-# registries
-
-
-def registry_password() -> str:
-    path = STATE / "registry-internal.password"
-    if not path.exists():
-        write_private(path, secrets.token_urlsafe(18).encode())
-    return path.read_text().strip()
-
-
-def htpasswd_file(password: str) -> Path:
-    path = STATE / "registry-internal.htpasswd"
-    stamp = STATE / "registry-internal.htpasswd.for"
-    if not path.exists() or not stamp.exists() or stamp.read_text() != INTERNAL_USER:
-        line = subprocess.run(["htpasswd", "-Bbn", INTERNAL_USER, password], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        write_private(path, (line + "\n").encode())
-        stamp.write_text(INTERNAL_USER)
-    return path
-
-
-def registry_config(name: str, port: int, crt: Path, key: Path, htpasswd: Path | None, root: Path) -> Path:
-    config: dict = {
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True},
-                    "maintenance": {"uploadpurging": {"enabled": False}}},
-        "http": {"addr": f"{LOOPBACK}:{port}", "secret": "lab-" + name,
-                 "tls": {"certificate": str(crt), "key": str(key)}},
-    }
-    if htpasswd:
-        config["auth"] = {"htpasswd": {"realm": f"lab-{name}", "path": str(htpasswd)}}
-    path = STATE / f"registry-{name}.yml"
-    write_public(path, yaml.safe_dump(config).encode())
-    return path
-
-
-def registry_daemon(ca: LabCA, name: str, port: int, auth: bool, root: Path | None = None) -> Daemon:
-    """A Debian `docker-registry` with TLS from the lab CA; htpasswd auth when `auth`."""
-    crt, key = ca.issue(f"registry-{name}", f"registry-{name}.lab", [LOOPBACK, "localhost", f"registry-{name}.lab"])
-    root = root or STATE / f"registry-{name}"
-    root.mkdir(parents=True, exist_ok=True)
-    htpasswd = htpasswd_file(registry_password()) if auth else None
-    config = registry_config(name, port, crt, key, htpasswd, root)
-    return Daemon(f"registry-{name}", ["/usr/bin/docker-registry", "serve", str(config)],
-                  https_ok(f"https://{LOOPBACK}:{port}/v2/", (200, 401)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,24 +239,14 @@ def daemons(ca: LabCA) -> list[list[Daemon]]:
     """Start order: each inner list starts together and must be healthy before the next."""
     local, remote = control_plane(ca, "local"), control_plane(ca, "remote")
     tiers = [a + b for a, b in zip(local, remote, strict=True)]
-    tiers[0] += [registry_daemon(ca, "upstream", REGISTRIES["upstream"], auth=False),
-                 registry_daemon(ca, "internal", REGISTRIES["internal"], auth=True)]
+    tiers[0] += [
+        registry_daemon(ca, "upstream", REGISTRIES["upstream"], auth=False),
+        registry_daemon(ca, "internal", REGISTRIES["internal"], auth=True),
+    ]
+    extra = [d for comp in components() if hasattr(comp, "daemons") for d in comp.daemons(ca)]
+    if extra:
+        tiers.append(extra)
     return tiers
-
-
-def wait_healthy(group: list[Daemon], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = list(group)
-    while pending and time.monotonic() < deadline:
-        pending = [d for d in pending if not d.healthy()]
-        for d in pending:
-            if d.pid() is None:
-                raise SystemExit(f"lab: {d.name} exited during start-up; last log lines:\n{d.log_tail()}")
-        if pending:
-            time.sleep(0.3)
-    if pending:
-        names = ", ".join(d.name for d in pending)
-        raise SystemExit(f"lab: not healthy after {timeout:.0f}s: {names}\n{pending[0].log_tail()}")
 
 
 def trust_dir() -> Path:
@@ -350,6 +272,7 @@ def env_vars() -> dict[str, str]:
         "HELM": str(BIN / "helm"),
         "HELM3": str(BIN / "helm3"),
         "KUBECTL": str(BIN / "kubectl"),
+        **{k: v for comp in components() if hasattr(comp, "env") for k, v in comp.env().items()},
     }
 
 
@@ -384,14 +307,26 @@ def bootstrap_clusters() -> None:
         for name in nodes:
             if name in existing:
                 continue
-            api.create_node({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                             "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                        "kubernetes.io/arch": "amd64", "type": "kwok"}},
-                "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                           "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
-            })
+            api.create_node(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                    },
+                    "status": {
+                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    },
+                }
+            )
 
 
 def up() -> None:
@@ -418,7 +353,11 @@ def up() -> None:
     bootstrap_clusters()
     import seed
 
-    seed.seed_upstream(env_vars())
+    env = env_vars()
+    seed.seed_upstream(env)
+    for comp in components():
+        if hasattr(comp, "after_up"):
+            comp.after_up(env)
     log(f"lab is up ({time.monotonic() - started:.1f}s); `make -s lab-env` prints its connection data")
 
 
@@ -458,8 +397,10 @@ def status() -> int:
         for d in group:
             ok = d.healthy()
             bad += 0 if ok or d.optional else 1
-            print(f"{d.name:28} {'healthy' if ok else 'NOT healthy'}{' (optional)' if d.optional else ''}"
-                  f"  pid={d.pid() or '-'}")
+            print(
+                f"{d.name:28} {'healthy' if ok else 'NOT healthy'}{' (optional)' if d.optional else ''}"
+                f"  pid={d.pid() or '-'}"
+            )
     return 1 if bad else 0
 
 

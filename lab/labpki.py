@@ -40,7 +40,7 @@ def _still_valid(cert_path: Path) -> bool:
     if not cert_path.exists():
         return False
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > RENEW_BEFORE
+    return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -62,9 +62,13 @@ class LabCA:
         if _still_valid(self.cert_path) and self.key_path.exists():
             return
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "airgap.renku lab"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, "airgap.renku lab root CA")])
-        now = dt.datetime.now(dt.timezone.utc)
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "airgap.renku lab"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "airgap.renku lab root CA"),
+            ]
+        )
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -74,10 +78,20 @@ class LabCA:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + 10 * VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -89,8 +103,14 @@ class LabCA:
         key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
         return cert, key  # type: ignore[return-value]
 
-    def issue(self, name: str, common_name: str, sans: list[str] | None = None,
-              organizations: list[str] | None = None, client: bool = False) -> tuple[Path, Path]:
+    def issue(
+        self,
+        name: str,
+        common_name: str,
+        sans: list[str] | None = None,
+        organizations: list[str] | None = None,
+        client: bool = False,
+    ) -> tuple[Path, Path]:
         """Issue (or reuse) `<name>.crt`/`<name>.key`; server certificates unless `client`."""
         cert_path, key_path = self.dir / f"{name}.crt", self.dir / f"{name}.key"
         if _still_valid(cert_path) and key_path.exists() and self._signed_by_me(cert_path):
@@ -99,7 +119,7 @@ class LabCA:
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations or []]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         builder = (
             x509.CertificateBuilder()
@@ -140,6 +160,7 @@ def ensure_rsa_key(path: Path) -> Path:
         return path
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     write_private(path, _key_pem(key))
-    write_public(pub, key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_public(
+        pub, key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return path

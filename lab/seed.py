@@ -33,16 +33,20 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    ref: str                      # as a chart would name it, e.g. docker.io/library/alpine:3.20
+    ref: str  # as a chart would name it, e.g. docker.io/library/alpine:3.20
     platforms: tuple[str, ...] = ("linux/amd64",)
-    base: str = "debian-lab-12"   # shared base layer
-    docker_format: bool = False   # Docker schema 2 media types instead of OCI
+    base: str = "debian-lab-12"  # shared base layer
+    docker_format: bool = False  # Docker schema 2 media types instead of OCI
 
 
 IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("docker.io/library/alpine:3.20", ("linux/amd64", "linux/arm64"), base="alpine-lab"),
-    ImageSpec("docker.io/library/busybox:1.36", ("linux/amd64", "linux/arm64", "linux/arm/v7"),
-              base="busybox-lab", docker_format=True),
+    ImageSpec(
+        "docker.io/library/busybox:1.36",
+        ("linux/amd64", "linux/arm64", "linux/arm/v7"),
+        base="busybox-lab",
+        docker_format=True,
+    ),
     ImageSpec("docker.io/library/python:3.12-slim", ("linux/amd64", "linux/arm64")),
     ImageSpec("docker.io/library/node:20-slim"),
     ImageSpec("docker.io/library/golang:1.23"),
@@ -112,8 +116,10 @@ class Registry:
 
     def has_manifest(self, repo: str, ref: str) -> bool:
         accept = ",".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
-        return self.session.head(f"{self.base}/{repo}/manifests/{ref}", headers={"Accept": accept},
-                                 timeout=30).status_code == 200
+        return (
+            self.session.head(f"{self.base}/{repo}/manifests/{ref}", headers={"Accept": accept}, timeout=30).status_code
+            == 200
+        )
 
     def put_blob(self, repo: str, data: bytes) -> str:
         digest = _sha(data)
@@ -124,29 +130,39 @@ class Registry:
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
         url = location if location.startswith("http") else f"{self.base.rsplit('/v2', 1)[0]}{location}"
-        self.session.put(f"{url}{sep}digest={digest}", data=data, timeout=60,
-                         headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+        self.session.put(
+            f"{url}{sep}digest={digest}", data=data, timeout=60, headers={"Content-Type": "application/octet-stream"}
+        ).raise_for_status()
         return digest
 
     def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
-        self.session.put(f"{self.base}/{repo}/manifests/{ref}", data=body, timeout=30,
-                         headers={"Content-Type": media_type}).raise_for_status()
+        self.session.put(
+            f"{self.base}/{repo}/manifests/{ref}", data=body, timeout=30, headers={"Content-Type": media_type}
+        ).raise_for_status()
         return _sha(body)
 
 
 def _image_manifest(reg: Registry, spec: ImageSpec, repo: str, platform: str) -> tuple[bytes, str]:
     os_name, arch, *variant = platform.split("/")
-    base_blob, base_diff = _layer({f"etc/{spec.base}-release": f"{spec.base} {arch}\n".encode(),
-                                   "etc/os-release": f"ID={spec.base}\n".encode()})
+    base_blob, base_diff = _layer(
+        {f"etc/{spec.base}-release": f"{spec.base} {arch}\n".encode(), "etc/os-release": f"ID={spec.base}\n".encode()}
+    )
     app_blob, app_diff = _layer({f"opt/{repo.replace('/', '_')}/VERSION": f"{spec.ref} {platform}\n".encode()})
     config = {
-        "architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {}),
+        "architecture": arch,
+        "os": os_name,
+        **({"variant": variant[0]} if variant else {}),
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["/bin/sh"], "Labels": {"org.opencontainers.image.source": spec.ref}},
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/bin/sh"],
+            "Labels": {"org.opencontainers.image.source": spec.ref},
+        },
         "rootfs": {"type": "layers", "diff_ids": [base_diff, app_diff]},
-        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "lab base"},
-                    {"created": "1970-01-01T00:00:00Z", "created_by": "lab app"}],
+        "history": [
+            {"created": "1970-01-01T00:00:00Z", "created_by": "lab base"},
+            {"created": "1970-01-01T00:00:00Z", "created_by": "lab app"},
+        ],
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()
     layer_type, config_type = (DOCKER_LAYER, DOCKER_CONFIG) if spec.docker_format else (OCI_LAYER, OCI_CONFIG)
@@ -154,8 +170,10 @@ def _image_manifest(reg: Registry, spec: ImageSpec, repo: str, platform: str) ->
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST if spec.docker_format else OCI_MANIFEST,
         "config": {"mediaType": config_type, "digest": reg.put_blob(repo, config_bytes), "size": len(config_bytes)},
-        "layers": [{"mediaType": layer_type, "digest": reg.put_blob(repo, blob), "size": len(blob)}
-                   for blob in (base_blob, app_blob)],
+        "layers": [
+            {"mediaType": layer_type, "digest": reg.put_blob(repo, blob), "size": len(blob)}
+            for blob in (base_blob, app_blob)
+        ],
     }
     return json.dumps(manifest, sort_keys=True).encode(), manifest["mediaType"]
 
@@ -184,8 +202,8 @@ def push_image(reg: Registry, spec: ImageSpec) -> bool:
 def chart_files(spec: ChartSpec) -> dict[str, str]:
     """A small, valid chart whose workloads use the given images."""
     files = {
-        "Chart.yaml": f"apiVersion: v2\nname: {spec.name}\nversion: {spec.version}\nappVersion: \"{spec.version}\"\n"
-                      f"description: Lab test chart named like the upstream {spec.name}\ntype: application\n",
+        "Chart.yaml": f'apiVersion: v2\nname: {spec.name}\nversion: {spec.version}\nappVersion: "{spec.version}"\n'
+        f"description: Lab test chart named like the upstream {spec.name}\ntype: application\n",
         "values.yaml": "replicaCount: 1\nimages:\n" + "".join(f"  - {img}\n" for img in spec.images),
     }
     for kind in spec.kinds:
@@ -218,16 +236,24 @@ def push_chart(reg: Registry, spec: ChartSpec, env: dict[str, str], upstream: st
         helm_env = {**os.environ, **helm_home(Path(env["LAB_STATE"]))}
         subprocess.run([env["HELM"], "package", str(src), "-d", tmp], check=True, capture_output=True, env=helm_env)
         pkg = Path(tmp) / f"{spec.name}-{spec.version}.tgz"
-        subprocess.run([env["HELM"], "push", str(pkg), f"oci://{upstream}/charts", "--ca-file", env["LAB_CA"]],
-                       check=True, capture_output=True, env=helm_env)
+        subprocess.run(
+            [env["HELM"], "push", str(pkg), f"oci://{upstream}/charts", "--ca-file", env["LAB_CA"]],
+            check=True,
+            capture_output=True,
+            env=helm_env,
+        )
     return True
 
 
 def helm_home(state: Path) -> dict[str, str]:
     """Keep the lab's Helm cache and registry config inside the lab state, away from the user's."""
     home = state / "helm"
-    return {"HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"), "HELM_REGISTRY_CONFIG": str(home / "registry.json")}
+    return {
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
+    }
 
 
 def seed_upstream(env: dict[str, str]) -> dict[str, int]:

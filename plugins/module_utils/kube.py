@@ -1,0 +1,76 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes client construction shared by the collection's modules (paired with doc fragment `kube_auth`)."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.rest import ApiException
+
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised through missing_required_lib
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+    ApiException = Exception  # type: ignore[assignment,misc]
+
+KUBE_AUTH_ARGSPEC: dict[str, dict[str, Any]] = {
+    "kubeconfig": {"type": "path"},
+    "context": {"type": "str"},
+    "host": {"type": "str"},
+    "api_key": {"type": "str", "no_log": True},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"]},
+    "client_cert": {"type": "path", "aliases": ["cert_file"]},
+    "client_key": {"type": "path", "aliases": ["key_file"]},
+}
+
+
+class KubeAuthError(Exception):
+    """The connection options do not describe a usable API server."""
+
+
+def build_api_client(params: dict[str, Any]) -> Any:
+    """An ApiClient from explicit host/token/certificates, or from a kubeconfig file and context.
+
+    TLS is always verified: against `ca_cert` when given, else the kubeconfig's CA.
+    """
+    if params.get("host"):
+        configuration = k8s_client.Configuration()
+        configuration.host = params["host"]
+        if params.get("api_key"):
+            configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        if params.get("ca_cert"):
+            configuration.ssl_ca_cert = params["ca_cert"]
+        if params.get("client_cert"):
+            configuration.cert_file = params["client_cert"]
+            configuration.key_file = params.get("client_key")
+        return k8s_client.ApiClient(configuration)
+    if not params.get("kubeconfig"):
+        raise KubeAuthError("set either 'kubeconfig' (with optional 'context') or 'host' with 'api_key' and 'ca_cert'")
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config(config_file=params["kubeconfig"], context=params.get("context"),
+                                    client_configuration=configuration)
+    except Exception as exc:  # the loader raises several unrelated types for a bad file or context
+        raise KubeAuthError(f"cannot load kubeconfig {params['kubeconfig']!r}: {exc}") from exc
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    return k8s_client.ApiClient(configuration)
+
+
+def api_error_message(exc: Exception, what: str) -> str:
+    """A one-line explanation of an API failure that names the likely fix."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", "") or str(exc)
+    if status == 401:
+        return f"{what}: the API server rejected the credentials (401 Unauthorized); check the token or client certificate"
+    if status == 403:
+        return f"{what}: forbidden (403); the identity lacks RBAC permission: {reason}"
+    if status is None or status == 0:
+        return f"{what}: the API server is unreachable ({reason}); check 'host'/'kubeconfig' and that it is up"
+    return f"{what}: API error {status} {reason}"
