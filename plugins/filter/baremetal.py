@@ -1,0 +1,50 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters over the bare-metal inventory: validate it once, derive DNS zones from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import (
+    InventoryError,
+    build_site,
+    dns_zones,
+    reverse_zone_names,
+)
+
+
+def baremetal_site(hosts: list[dict], networks: list[dict], cluster: dict) -> dict:
+    """The validated, normalised site model; fails listing every problem of the inventory."""
+    try:
+        return build_site(hosts, networks, cluster)
+    except InventoryError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def baremetal_dns_zones(site: dict, nameservers: list[dict], settings: dict | None = None) -> list[dict]:
+    """Forward and reverse zones (records, content-hash serial, file name) for a validated site."""
+    try:
+        return dns_zones(site, nameservers, settings)
+    except (InventoryError, ValueError, KeyError) as exc:
+        raise AnsibleFilterError(f"baremetal_dns_zones: {exc}") from exc
+
+
+def baremetal_reverse_zones(subnet: str) -> list[str]:
+    """The in-addr.arpa zone names covering one subnet (RFC 2317 names for prefixes longer than /24)."""
+    try:
+        return reverse_zone_names(subnet)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"baremetal_reverse_zones: {exc}") from exc
+
+
+class FilterModule:
+    """Bare-metal inventory filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "baremetal_site": baremetal_site,
+            "baremetal_dns_zones": baremetal_dns_zones,
+            "baremetal_reverse_zones": baremetal_reverse_zones,
+        }
