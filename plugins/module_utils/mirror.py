@@ -1,0 +1,533 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan, copy and verify images between registries; the lock file that records the result.
+
+Order of writes for every image: blobs, then child manifests by digest, then the top manifest
+(index or single manifest) under its tag. A run cut short therefore leaves blobs and untagged
+manifests behind, never a tag pointing at something incomplete, and the next run skips what is
+already there (blobs by HEAD, whole images by comparing the tag's digest).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
+    ImageRef,
+    map_repository,
+    parse_image,
+    rewrite_source,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.registry import (
+    INDEX_TYPES,
+    Manifest,
+    Registry,
+    RegistryError,
+    manifest_blobs,
+    platform_name,
+    sha256_digest,
+    stream_blob,
+)
+
+LOCK_API_VERSION = "airgap.renku/v1"
+LOCK_KIND = "MirrorLock"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    return None
+
+
+@dataclass
+class Endpoint:
+    """A registry host and how to talk to it."""
+
+    host: str
+    ca_file: Optional[str] = None
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+
+@dataclass
+class MirrorSettings:
+    destination: Endpoint
+    prefix: str = "mirror"
+    keep_registry_host: bool = True
+    source_rewrites: Dict[str, str] = field(default_factory=dict)
+    credentials: Dict[str, Endpoint] = field(default_factory=dict)  # by registry host
+    ca_file: Optional[str] = None  # for every registry not given its own
+    platforms: List[str] = field(default_factory=list)  # empty: all
+    parallel: int = 8
+
+
+@dataclass
+class ImagePlan:
+    """What one image is, where it goes and whether it must be copied."""
+
+    source: ImageRef
+    src_host: str
+    src_repo: str
+    dest_host: str
+    dest_repo: str
+    top: Optional[Manifest] = None
+    children: List[Manifest] = field(default_factory=list)
+    platforms: Dict[str, str] = field(default_factory=dict)
+    digest: str = ""
+    media_type: str = ""
+    present: bool = False
+    size: int = 0
+    filtered: bool = False
+    error: Optional[str] = None
+
+    @property
+    def dest_reference(self) -> str:
+        return self.source.tag or self.digest
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def destination(self) -> str:
+        name = f"{self.dest_host}/{self.dest_repo}"
+        return f"{name}:{self.source.tag}" if self.source.tag else name
+
+    def blobs(self) -> List[Dict[str, Any]]:
+        seen: Dict[str, Dict[str, Any]] = {}
+        for child in self.children:
+            for desc in manifest_blobs(child.json()):
+                seen.setdefault(desc["digest"], desc)
+        return list(seen.values())
+
+    def lock_entry(self) -> Dict[str, Any]:
+        entry: Dict[str, Any] = {
+            "source": str(self.source),
+            "pulled_from": f"{self.src_host}/{self.src_repo}:{self.source.reference}",
+            "destination": self.destination,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "platforms": dict(self.platforms),
+            "size": self.size,
+        }
+        if self.filtered:
+            entry["platforms_filtered"] = True
+        return entry
+
+
+@dataclass
+class CopyStats:
+    images_total: int = 0
+    images_copied: int = 0
+    images_present: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    bytes_copied: int = 0
+    manifests_pushed: int = 0
+    manifests_verified: int = 0
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+class RegistryPool:
+    """One client per registry host, shared by every worker."""
+
+    def __init__(self, settings: MirrorSettings) -> None:
+        self.settings = settings
+        self._clients: Dict[str, Registry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: str) -> Registry:
+        with self._lock:
+            if host not in self._clients:
+                creds = self.settings.credentials.get(host)
+                if host == self.settings.destination.host:
+                    creds = self.settings.destination
+                ca = (creds.ca_file if creds and creds.ca_file else None) or self.settings.ca_file
+                self._clients[host] = Registry(
+                    host,
+                    ca,
+                    creds.username if creds else None,
+                    creds.password if creds else None,
+                    pool_size=self.settings.parallel * 2,
+                )
+            return self._clients[host]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# plan
+
+
+def locate(ref: ImageRef, settings: MirrorSettings) -> ImagePlan:
+    src_host, src_repo = rewrite_source(ref, settings.source_rewrites)
+    dest_repo = map_repository(ref, settings.prefix, settings.keep_registry_host)
+    return ImagePlan(ref, src_host, src_repo, settings.destination.host, dest_repo)
+
+
+def _filter_index(index: Manifest, platforms: List[str]) -> Manifest:
+    data = index.json()
+    keep = [m for m in data.get("manifests", []) if platform_name(m.get("platform")) in platforms]
+    if not keep:
+        raise RegistryError(f"no manifest in the index matches platforms {platforms}")
+    if len(keep) == len(data.get("manifests", [])):
+        return index
+    data["manifests"] = keep
+    body = json.dumps(data, indent=3).encode()
+    return Manifest(body, index.media_type, sha256_digest(body))
+
+
+def _from_lock(plan: ImagePlan, pool: RegistryPool, known: Optional[Dict[str, Any]]) -> bool:
+    """Warm path: two HEADs. When the source digest, the destination tag and the previous lock
+    entry all agree, the image is complete (a registry only accepts a manifest whose references
+    it has) and nothing else is fetched."""
+    if not known or known.get("platforms_filtered"):
+        return False
+    digest = plan.source.digest or pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference)
+    if not digest or digest != known.get("digest"):
+        return False
+    if pool.get(plan.dest_host).manifest_digest(plan.dest_repo, plan.dest_reference) != digest:
+        return False
+    plan.digest, plan.media_type = digest, known.get("media_type", "")
+    plan.platforms, plan.size, plan.present = dict(known.get("platforms") or {}), int(known.get("size", 0)), True
+    return True
+
+
+def resolve(
+    plan: ImagePlan, pool: RegistryPool, platforms: List[str], known: Optional[Dict[str, Any]] = None
+) -> ImagePlan:
+    """Fetch the source manifests (index and children) and see whether the destination has them."""
+    if not platforms and _from_lock(plan, pool, known):
+        return plan
+    src = pool.get(plan.src_host)
+    top = src.get_manifest(plan.src_repo, plan.source.reference)
+    if top is None:
+        raise RegistryError(f"{plan.source} not found at {plan.src_host}/{plan.src_repo}")
+    if plan.source.digest and top.digest != plan.source.digest:
+        raise RegistryError(f"{plan.source}: source returned digest {top.digest}")
+    if top.is_index:
+        if platforms:
+            filtered = _filter_index(top, platforms)
+            plan.filtered = filtered.digest != top.digest
+            top = filtered
+        for desc in top.json().get("manifests", []):
+            child = src.get_manifest(plan.src_repo, desc["digest"])
+            if child is None:
+                raise RegistryError(f"{plan.source}: child manifest {desc['digest']} missing at the source")
+            plan.children.append(child)
+            plan.platforms[platform_name(desc.get("platform"))] = desc["digest"]
+    else:
+        plan.children.append(top)
+        config = top.json().get("config", {})
+        plan.platforms[_single_platform(src, plan.src_repo, config)] = top.digest
+    plan.top, plan.digest, plan.media_type = top, top.digest, top.media_type
+    plan.size = sum(int(d.get("size", 0)) for d in plan.blobs())
+    dest = pool.get(plan.dest_host)
+    plan.present = dest.manifest_digest(plan.dest_repo, plan.dest_reference) == top.digest
+    return plan
+
+
+def _single_platform(src: Registry, repo: str, config: Dict[str, Any]) -> str:
+    """os/arch of a single-platform image, read from its (small) config blob."""
+    if not config.get("digest") or int(config.get("size", 0)) > 1024 * 1024:
+        return "unknown"
+    try:
+        resp = src.open_blob(repo, config["digest"])
+        try:
+            data = json.loads(resp.content)
+        finally:
+            resp.close()
+    except (RegistryError, ValueError):
+        return "unknown"
+    return platform_name({"os": data.get("os"), "architecture": data.get("architecture"), "variant": data.get("variant")})
+
+
+def plan_images(
+    refs: List[str],
+    settings: MirrorSettings,
+    pool: RegistryPool,
+    progress: Progress = _quiet,
+    previous_lock: Optional[Dict[str, Any]] = None,
+) -> List[ImagePlan]:
+    """Resolve every reference (in parallel); errors are kept per image, not raised."""
+    plans = [locate(parse_image(r), settings) for r in dict.fromkeys(refs)]
+    known = {e["source"]: e for e in (previous_lock or {}).get("images") or [] if "source" in e}
+
+    def one(plan: ImagePlan) -> ImagePlan:
+        try:
+            resolve(plan, pool, settings.platforms, known.get(str(plan.source)))
+            progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes)")
+        except (RegistryError, OSError, ValueError) as exc:
+            plan.error = str(exc)
+            progress(f"plan {plan.source}: ERROR {exc}")
+        except Exception as exc:  # requests' connection errors and the like
+            plan.error = f"{type(exc).__name__}: {exc}"
+            progress(f"plan {plan.source}: ERROR {plan.error}")
+        return plan
+
+    with ThreadPoolExecutor(max_workers=settings.parallel) as workers:
+        return list(workers.map(one, plans))
+
+
+def missing_bytes(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> int:
+    """Bytes of blobs the destination lacks (check mode's estimate; blobs shared by images count once)."""
+    wanted: Dict[str, tuple] = {}
+    for plan in plans:
+        if plan.error or plan.present:
+            continue
+        for desc in plan.blobs():
+            wanted.setdefault(desc["digest"], (plan, int(desc.get("size", 0))))
+
+    def lacking(item: tuple) -> int:
+        digest, (plan, size) = item
+        return 0 if pool.get(plan.dest_host).has_blob(plan.dest_repo, digest) else size
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        return sum(workers.map(lacking, wanted.items()))
+
+
+# --------------------------------------------------------------------------------------------------
+# copy
+
+
+class BlobTracker:
+    """Copies each blob once per run; other repositories at the destination get a mount."""
+
+    def __init__(self, pool: RegistryPool, stats: CopyStats, progress: Progress) -> None:
+        self.pool, self.stats, self.progress = pool, stats, progress
+        self._lock = threading.Lock()
+        self._where: Dict[str, str] = {}  # digest -> a destination repo that has it
+        self._inflight: Dict[str, threading.Event] = {}
+
+    def ensure(self, plan: ImagePlan, desc: Dict[str, Any]) -> None:
+        digest = desc["digest"]
+        dest = self.pool.get(plan.dest_host)
+        if dest.has_blob(plan.dest_repo, digest):
+            self._remember(digest, plan.dest_repo)
+            self.stats.add(blobs_present=1)
+            return
+        while True:
+            with self._lock:
+                known, event = self._where.get(digest), self._inflight.get(digest)
+                owner = known is None and event is None
+                if owner:
+                    self._inflight[digest] = threading.Event()
+            if event is not None and known is None:
+                event.wait()
+                continue
+            break
+        upload_url = None
+        if known is not None:
+            upload_url = dest.mount_blob(plan.dest_repo, digest, known)
+            if upload_url is None:
+                self.stats.add(blobs_mounted=1)
+                return
+        try:
+            self._copy(plan, desc, upload_url)
+        finally:
+            if owner:
+                with self._lock:
+                    self._inflight.pop(digest).set()
+
+    def _copy(self, plan: ImagePlan, desc: Dict[str, Any], upload_url: Optional[str]) -> None:
+        digest = desc["digest"]
+        resp, chunks = stream_blob(self.pool.get(plan.src_host), plan.src_repo, digest)
+        try:
+            size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, chunks, upload_url)
+        finally:
+            resp.close()
+        self._remember(digest, plan.dest_repo)
+        self.stats.add(blobs_copied=1, bytes_copied=size)
+        self.progress(f"blob {digest[:19]} -> {plan.dest_repo} ({size} bytes)")
+
+    def _remember(self, digest: str, repo: str) -> None:
+        with self._lock:
+            self._where.setdefault(digest, repo)
+
+
+def copy_image(plan: ImagePlan, tracker: BlobTracker, blob_workers: ThreadPoolExecutor) -> None:
+    """Blobs, then child manifests by digest, then the tag: never a tag on a partial image."""
+    assert plan.top is not None
+    dest = tracker.pool.get(plan.dest_host)
+    list(blob_workers.map(lambda d: tracker.ensure(plan, d), plan.blobs()))
+    if plan.top.is_index:
+        for child in plan.children:
+            dest.put_manifest(plan.dest_repo, child.digest, child)
+            tracker.stats.add(manifests_pushed=1)
+    dest.put_manifest(plan.dest_repo, plan.dest_reference, plan.top)
+    tracker.stats.add(manifests_pushed=1, images_copied=1)
+
+
+def resolve_children(plan: ImagePlan, pool: RegistryPool) -> None:
+    """Fetch the manifests a warm (lock-based) plan skipped, from the destination."""
+    dest = pool.get(plan.dest_host)
+    top = dest.get_manifest(plan.dest_repo, plan.digest)
+    if top is None:
+        return
+    plan.top = top
+    digests = [d["digest"] for d in top.json().get("manifests", [])] if top.is_index else []
+    plan.children = [m for m in (dest.get_manifest(plan.dest_repo, d) for d in digests) if m] or [top]
+
+
+def verify_image(plan: ImagePlan, pool: RegistryPool, blobs: bool = False) -> List[str]:
+    """Problems found at the destination: the tag's digest, every child manifest, optionally blobs."""
+    dest = pool.get(plan.dest_host)
+    problems = []
+    found = dest.manifest_digest(plan.dest_repo, plan.dest_reference)
+    if found != plan.digest:
+        problems.append(f"{plan.destination}: digest {found}, expected {plan.digest}")
+    for digest in sorted(set(plan.platforms.values())) if plan.is_index else []:
+        stored = dest.get_manifest(plan.dest_repo, digest)
+        if stored is None or stored.digest != digest:
+            problems.append(f"{plan.destination}: manifest {digest} missing or altered")
+    if blobs and plan.top is None:
+        resolve_children(plan, pool)
+    if blobs:
+        problems += [
+            f"{plan.destination}: blob {d['digest']} missing"
+            for d in plan.blobs()
+            if not dest.has_blob(plan.dest_repo, d["digest"])
+        ]
+    return problems
+
+
+@dataclass
+class MirrorResult:
+    plans: List[ImagePlan]
+    stats: CopyStats
+    problems: List[str]
+
+    @property
+    def errors(self) -> List[str]:
+        return [f"{p.source}: {p.error}" for p in self.plans if p.error] + self.problems
+
+    def lock(self) -> Dict[str, Any]:
+        return build_lock(self.plans)
+
+
+def mirror_images(
+    refs: List[str],
+    settings: MirrorSettings,
+    check_mode: bool = False,
+    verify_all: bool = False,
+    progress: Progress = _quiet,
+    previous_lock: Optional[Dict[str, Any]] = None,
+) -> MirrorResult:
+    """Plan every image; unless `check_mode`, copy what is missing and verify it at the destination."""
+    started = time.monotonic()
+    stats = CopyStats()
+    pool = RegistryPool(settings)
+    try:
+        plans = plan_images(refs, settings, pool, progress, previous_lock)
+        good = [p for p in plans if not p.error]
+        stats.images_total = len(plans)
+        stats.images_present = sum(1 for p in good if p.present)
+        if check_mode:
+            stats.seconds = time.monotonic() - started
+            return MirrorResult(plans, stats, [])
+        todo = [p for p in good if not p.present]
+        problems = _copy_all(todo, pool, stats, settings.parallel, progress)
+        check = good if verify_all else [p for p in todo if not p.error]
+        problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify_all)
+        stats.seconds = time.monotonic() - started
+        progress(f"done: {stats.images_copied} copied, {stats.images_present} present, {stats.bytes_copied} bytes")
+        return MirrorResult(plans, stats, problems)
+    finally:
+        pool.close()
+
+
+def _copy_all(
+    todo: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, progress: Progress
+) -> List[str]:
+    tracker = BlobTracker(pool, stats, progress)
+    problems: List[str] = []
+
+    def one(plan: ImagePlan) -> None:
+        try:
+            copy_image(plan, tracker, blob_workers)
+            progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
+        except Exception as exc:  # keep going with the other images; reported below
+            plan.error = f"copy failed: {type(exc).__name__}: {exc}"
+            problems.append(f"{plan.source}: {plan.error}")
+            progress(f"image {plan.source}: ERROR {plan.error}")
+
+    image_workers = max(1, min(parallel, len(todo) or 1))
+    with ThreadPoolExecutor(max_workers=parallel) as blob_workers, ThreadPoolExecutor(image_workers) as workers:
+        list(workers.map(one, todo))
+    return problems
+
+
+def _verify_all(
+    plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool
+) -> List[str]:
+    def one(plan: ImagePlan) -> List[str]:
+        try:
+            found = verify_image(plan, pool, blobs)
+        except Exception as exc:
+            return [f"{plan.source}: verification failed: {exc}"]
+        stats.add(manifests_verified=1 + (len(set(plan.platforms.values())) if plan.is_index else 0))
+        return found
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        return [problem for found in workers.map(one, plans) for problem in found]
+
+
+# --------------------------------------------------------------------------------------------------
+# lock file
+
+
+def build_lock(plans: List[ImagePlan], charts: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    images = sorted((p.lock_entry() for p in plans if p.digest and not p.error), key=lambda e: e["source"])
+    lock: Dict[str, Any] = {"apiVersion": LOCK_API_VERSION, "kind": LOCK_KIND, "images": images}
+    if charts is not None:
+        lock["charts"] = charts
+    return lock
+
+
+def lock_index(lock: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Lock entries by normalised source reference (tag and digest forms both)."""
+    index: Dict[str, Dict[str, Any]] = {}
+    for entry in lock.get("images") or []:
+        ref = parse_image(entry["source"])
+        index[str(ref)] = entry
+        index.setdefault(ref.pinned(entry["digest"]), entry)
+    return index
+
+
+def summarise(plans: List[ImagePlan]) -> List[Dict[str, Any]]:
+    """The plan as the module returns it."""
+    rows = []
+    for plan in plans:
+        row: Dict[str, Any] = {
+            "source": str(plan.source),
+            "pulled_from": f"{plan.src_host}/{plan.src_repo}:{plan.source.reference}",
+            "destination": plan.destination,
+            "action": "error" if plan.error else ("present" if plan.present else "copy"),
+            "size": plan.size,
+        }
+        if plan.digest:
+            row["digest"] = plan.digest
+            row["platforms"] = dict(plan.platforms)
+        if plan.error:
+            row["error"] = plan.error
+        rows.append(row)
+    return rows

@@ -1,0 +1,418 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Portable bundles for sites where the connected and the offline side never meet.
+
+A bundle is an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/<hex>`: every blob and
+manifest stored once, named by its digest) plus `mirror-lock.yaml` and `SHA256SUMS` over every file.
+It is a directory, or the same directory in an uncompressed tar (layers are compressed already).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, Dict, List, Optional
+
+from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+    CopyStats,
+    ImagePlan,
+    MirrorResult,
+    MirrorSettings,
+    Progress,
+    RegistryPool,
+    _quiet,
+    _verify_all,
+    build_lock,
+    locate,
+    plan_images,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.registry import (
+    CHUNK,
+    Manifest,
+    RegistryError,
+    manifest_blobs,
+    stream_blob,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    yaml = None  # type: ignore[assignment]
+
+LOCK_NAME = "mirror-lock.yaml"
+SUMS_NAME = "SHA256SUMS"
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+
+
+class BundleError(Exception):
+    """A bundle is incomplete, altered or not a bundle."""
+
+
+def blob_path(digest: str) -> str:
+    algorithm, _sep, hexdigest = digest.partition(":")
+    if algorithm != "sha256" or len(hexdigest) != 64:
+        raise BundleError(f"unsupported digest {digest!r}")
+    return f"blobs/sha256/{hexdigest}"
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+
+
+def _write_blob_file(root: str, digest: str, chunks: Any) -> int:
+    """Write a blob under its digest through a temporary name, checking the digest; returns bytes."""
+    final = os.path.join(root, blob_path(digest))
+    tmp = f"{final}.partial"
+    hasher, size = hashlib.sha256(), 0
+    with open(tmp, "wb") as out:
+        for chunk in chunks:
+            hasher.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    if "sha256:" + hasher.hexdigest() != digest:
+        os.unlink(tmp)
+        raise BundleError(f"blob {digest}: downloaded bytes do not match the digest")
+    os.replace(tmp, final)
+    return size
+
+
+def _have_file(root: str, digest: str, size: Optional[int]) -> bool:
+    path = os.path.join(root, blob_path(digest))
+    return os.path.exists(path) and (size is None or os.path.getsize(path) == size)
+
+
+def export_bundle(
+    refs: List[str],
+    settings: MirrorSettings,
+    directory: str,
+    archive: Optional[str] = None,
+    progress: Progress = _quiet,
+) -> MirrorResult:
+    """Pull every image into `directory` (resumable: blobs already there are kept); optionally tar it."""
+    started = time.monotonic()
+    stats = CopyStats()
+    os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
+    pool = RegistryPool(settings)
+    try:
+        plans = plan_images(refs, settings, pool, progress)
+        good = [p for p in plans if not p.error]
+        stats.images_total = len(plans)
+        _export_blobs(good, pool, directory, stats, settings.parallel, progress)
+        for plan in good:
+            for manifest in [*plan.children, plan.top]:
+                if manifest is not None and not _have_file(directory, manifest.digest, len(manifest.body)):
+                    _write_blob_file(directory, manifest.digest, [manifest.body])
+            stats.add(images_copied=1)
+    finally:
+        pool.close()
+    _write_index(directory, good)
+    lock = build_lock(good)
+    _write_text(directory, LOCK_NAME, yaml.safe_dump(lock, sort_keys=False))
+    write_sums(directory)
+    if archive:
+        make_archive(directory, archive)
+    stats.seconds = time.monotonic() - started
+    progress(f"exported {len(good)} images, {stats.bytes_copied} bytes downloaded")
+    return MirrorResult(plans, stats, [])
+
+
+def _export_blobs(
+    plans: List[ImagePlan], pool: RegistryPool, root: str, stats: CopyStats, parallel: int, progress: Progress
+) -> None:
+    wanted: Dict[str, tuple] = {}
+    for plan in plans:
+        for desc in plan.blobs():
+            wanted.setdefault(desc["digest"], (plan, desc))
+
+    def one(item: tuple) -> None:
+        digest, (plan, desc) = item
+        if _have_file(root, digest, desc.get("size")):
+            stats.add(blobs_present=1)
+            return
+        resp, chunks = stream_blob(pool.get(plan.src_host), plan.src_repo, digest)
+        try:
+            size = _write_blob_file(root, digest, chunks)
+        finally:
+            resp.close()
+        stats.add(blobs_copied=1, bytes_copied=size)
+        progress(f"blob {digest[:19]} ({size} bytes)")
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        list(workers.map(one, wanted.items()))
+
+
+def _write_text(root: str, name: str, text: str) -> None:
+    tmp = os.path.join(root, f".{name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, os.path.join(root, name))
+
+
+def _write_index(root: str, plans: List[ImagePlan]) -> None:
+    manifests = [
+        {
+            "mediaType": p.media_type,
+            "digest": p.digest,
+            "size": len(p.top.body) if p.top else 0,
+            "annotations": {REF_ANNOTATION: str(p.source)},
+        }
+        for p in sorted(plans, key=lambda p: str(p.source))
+    ]
+    _write_text(root, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}))
+    _write_text(root, "index.json", json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2))
+
+
+def _file_sha256(path: str) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def write_sums(root: str) -> None:
+    """SHA256SUMS over every file; blobs are named by their verified digest, so not re-read."""
+    lines = []
+    for name in ("oci-layout", "index.json", LOCK_NAME):
+        lines.append(f"{_file_sha256(os.path.join(root, name))}  {name}")
+    blob_dir = os.path.join(root, "blobs", "sha256")
+    for hexdigest in sorted(os.listdir(blob_dir)):
+        if len(hexdigest) == 64:
+            lines.append(f"{hexdigest}  blobs/sha256/{hexdigest}")
+    _write_text(root, SUMS_NAME, "\n".join(lines) + "\n")
+
+
+def make_archive(directory: str, archive: str) -> None:
+    tmp = f"{archive}.partial"
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in (SUMS_NAME, LOCK_NAME, "oci-layout", "index.json"):
+            tar.add(os.path.join(directory, name), arcname=name)
+        for hexdigest in sorted(os.listdir(os.path.join(directory, "blobs", "sha256"))):
+            if len(hexdigest) == 64:
+                tar.add(os.path.join(directory, "blobs", "sha256", hexdigest), arcname=f"blobs/sha256/{hexdigest}")
+    os.replace(tmp, archive)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading a bundle (directory or tar)
+
+
+class Bundle:
+    """Read access to a bundle directory or archive."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._tar: Optional[tarfile.TarFile] = None
+        self._members: Dict[str, tarfile.TarInfo] = {}
+        self._lock = threading.Lock()
+        if os.path.isfile(path):
+            self._tar = tarfile.open(path, "r:")
+            self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
+        elif not os.path.isdir(path):
+            raise BundleError(f"{path} is neither a bundle directory nor a bundle archive")
+
+    def close(self) -> None:
+        if self._tar:
+            self._tar.close()
+
+    def exists(self, name: str) -> bool:
+        return name in self._members if self._tar else os.path.isfile(os.path.join(self.path, name))
+
+    def open(self, name: str) -> IO[bytes]:
+        if self._tar is None:
+            return open(os.path.join(self.path, name), "rb")
+        if name not in self._members:
+            raise BundleError(f"{self.path}: {name} is missing")
+        with self._lock:  # the archive's file offset is shared
+            handle = self._tar.extractfile(self._members[name])
+            data = handle.read() if self._members[name].size <= CHUNK else None
+        if data is not None:
+            import io
+
+            return io.BytesIO(data)
+        return _TarSlice(self.path, self._members[name])
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as handle:
+            return handle.read()
+
+    def chunks(self, name: str) -> Any:
+        with self.open(name) as handle:
+            yield from iter(lambda: handle.read(CHUNK), b"")
+
+    def lock(self) -> Dict[str, Any]:
+        return yaml.safe_load(self.read(LOCK_NAME)) or {}
+
+    def manifest(self, digest: str, media_type: str = "") -> Manifest:
+        body = self.read(blob_path(digest))
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise BundleError(f"manifest {digest} in the bundle is altered")
+        declared = json.loads(body).get("mediaType") or media_type
+        return Manifest(body, declared, digest)
+
+
+class _TarSlice:
+    """A large tar member read through its own file handle (threads do not share offsets)."""
+
+    def __init__(self, path: str, member: tarfile.TarInfo) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()/__exit__
+        self._file.seek(member.offset_data)
+        self._left = member.size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _TarSlice:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def verify_bundle(path: str) -> List[str]:
+    """Every file against SHA256SUMS, and every file SHA256SUMS names present: problems found."""
+    bundle = Bundle(path)
+    problems = []
+    try:
+        if not bundle.exists(SUMS_NAME):
+            return [f"{path}: {SUMS_NAME} is missing"]
+        for line in bundle.read(SUMS_NAME).decode().splitlines():
+            expected, _sep, name = line.partition("  ")
+            if not bundle.exists(name):
+                problems.append(f"{name}: missing")
+                continue
+            hasher = hashlib.sha256()
+            for chunk in bundle.chunks(name):
+                hasher.update(chunk)
+            if hasher.hexdigest() != expected:
+                problems.append(f"{name}: checksum mismatch")
+    finally:
+        bundle.close()
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# import
+
+
+def import_bundle(
+    path: str,
+    settings: MirrorSettings,
+    check_mode: bool = False,
+    verify_all: bool = False,
+    progress: Progress = _quiet,
+) -> MirrorResult:
+    """Push a bundle's images to the destination: blobs, child manifests by digest, tag last."""
+    started = time.monotonic()
+    stats = CopyStats()
+    bundle = Bundle(path)
+    pool = RegistryPool(settings)
+    try:
+        plans = _plans_from_bundle(bundle, settings)
+        stats.images_total = len(plans)
+        dest_present = _present(plans, pool, settings.parallel)
+        todo = [p for p, present in zip(plans, dest_present) if not present]
+        for plan, present in zip(plans, dest_present):
+            plan.present = present
+        stats.images_present = len(plans) - len(todo)
+        problems: List[str] = []
+        if not check_mode:
+            problems += _push_from_bundle(todo, bundle, pool, stats, settings.parallel, progress)
+            check = plans if verify_all else [p for p in todo if not p.error]
+            problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify_all)
+    finally:
+        pool.close()
+        bundle.close()
+    stats.seconds = time.monotonic() - started
+    return MirrorResult(plans, stats, problems)
+
+
+def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePlan]:
+    plans = []
+    for entry in bundle.lock().get("images") or []:
+        plan = locate(parse_image(entry["source"]), settings)
+        plan.top = bundle.manifest(entry["digest"], entry.get("media_type", ""))
+        plan.digest, plan.media_type = plan.top.digest, plan.top.media_type
+        if plan.top.is_index:
+            plan.children = [bundle.manifest(m["digest"], m.get("mediaType", "")) for m in plan.top.json()["manifests"]]
+        else:
+            plan.children = [plan.top]
+        plan.platforms = dict(entry.get("platforms") or {})
+        plan.size = int(entry.get("size", 0))
+        plan.filtered = bool(entry.get("platforms_filtered"))
+        plans.append(plan)
+    return plans
+
+
+def _present(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> List[bool]:
+    def one(plan: ImagePlan) -> bool:
+        return pool.get(plan.dest_host).manifest_digest(plan.dest_repo, plan.dest_reference) == plan.digest
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        return list(workers.map(one, plans))
+
+
+def _push_from_bundle(
+    todo: List[ImagePlan], bundle: Bundle, pool: RegistryPool, stats: CopyStats, parallel: int, progress: Progress
+) -> List[str]:
+    where: Dict[str, str] = {}
+    lock = threading.Lock()
+    blob_jobs: Dict[str, tuple] = {}
+    for plan in todo:
+        for child in plan.children:
+            for desc in manifest_blobs(child.json()):
+                blob_jobs.setdefault(desc["digest"], (plan, desc))
+
+    def push_blob(item: tuple) -> None:
+        digest, (plan, _desc) = item
+        dest = pool.get(plan.dest_host)
+        if dest.has_blob(plan.dest_repo, digest):
+            stats.add(blobs_present=1)
+        else:
+            size = dest.upload_blob(plan.dest_repo, digest, bundle.chunks(blob_path(digest)))
+            stats.add(blobs_copied=1, bytes_copied=size)
+        with lock:
+            where[digest] = plan.dest_repo
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        list(workers.map(push_blob, blob_jobs.items()))
+
+    problems: List[str] = []
+
+    def push_image(plan: ImagePlan) -> None:
+        try:
+            dest = pool.get(plan.dest_host)
+            for child in plan.children:
+                for desc in manifest_blobs(child.json()):
+                    home = where.get(desc["digest"])
+                    if home and home != plan.dest_repo and not dest.has_blob(plan.dest_repo, desc["digest"]):
+                        url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
+                        if url is not None:
+                            dest.upload_blob(plan.dest_repo, desc["digest"], bundle.chunks(blob_path(desc["digest"])), url)
+                        stats.add(blobs_mounted=1)
+                if plan.top is not None and plan.top.is_index:
+                    dest.put_manifest(plan.dest_repo, child.digest, child)
+                    stats.add(manifests_pushed=1)
+            assert plan.top is not None
+            dest.put_manifest(plan.dest_repo, plan.dest_reference, plan.top)
+            stats.add(manifests_pushed=1, images_copied=1)
+            progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
+        except (RegistryError, BundleError, OSError) as exc:
+            plan.error = f"import failed: {exc}"
+            problems.append(f"{plan.source}: {plan.error}")
+
+    with ThreadPoolExecutor(max_workers=parallel) as workers:
+        list(workers.map(push_image, todo))
+    return problems

@@ -1,0 +1,199 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Charts to the internal OCI registry (versions made OCI-safe) and template repositories to git.
+
+OCI tags cannot carry `+`, and Helm and OCI registries disagree about a leading `v`: Helm looks up
+`1.2.3` when asked for `v1.2.3` in some paths and not in others. Charts are therefore pushed with
+the `v` removed (the chart is repackaged with the new version) and `+` build metadata kept in
+Chart.yaml (Helm itself writes the tag with `_`, and maps it back on pull).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+    chart_source_args,
+    helm_env,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+
+
+class ChartMirrorError(Exception):
+    """A chart could not be pulled, repackaged or pushed."""
+
+
+def oci_version(version: str) -> Tuple[str, str]:
+    """(chart version to publish, OCI tag): `v1.2.3` -> (`1.2.3`, `1.2.3`); `1.0.0+g1` -> (`1.0.0+g1`, `1.0.0_g1`)."""
+    text = str(version).strip()
+    if text[:1] in ("v", "V"):
+        text = text[1:]
+    if not _SEMVER.match(text):
+        raise ChartMirrorError(f"chart version {version!r} is not semantic (MAJOR.MINOR.PATCH[-pre][+build])")
+    return text, text.replace("+", "_")
+
+
+def chart_name(chart: Dict[str, Any]) -> str:
+    return chart.get("name") or chart["chart"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def _run(cmd: List[str], env: Dict[str, str], what: str, secret: Optional[str] = None) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()[-1500:]
+        if secret:
+            err = err.replace(secret, "********")
+        raise ChartMirrorError(f"{what} failed: {err}")
+    return proc.stdout + proc.stderr
+
+
+def _set_chart_version(chart_dir: str, version: str) -> None:
+    path = os.path.join(chart_dir, "Chart.yaml")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    new, count = re.subn(r"(?m)^version:.*$", f"version: {version}", text, count=1)
+    if count != 1:
+        raise ChartMirrorError(f"{path} has no top-level version field")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(new)
+
+
+def _repackage(helm: str, package: str, version: str, work: str, env: Dict[str, str]) -> str:
+    unpack = os.path.join(work, "unpacked")
+    os.makedirs(unpack, exist_ok=True)
+    with tarfile.open(package) as tar:
+        for member in tar.getmembers():
+            target = os.path.realpath(os.path.join(unpack, member.name))
+            if not target.startswith(os.path.realpath(unpack) + os.sep) or member.issym() or member.islnk():
+                raise ChartMirrorError(f"{package}: unsafe member {member.name!r}")
+        tar.extractall(unpack)  # noqa: S202 - members checked above
+    (top,) = os.listdir(unpack)
+    _set_chart_version(os.path.join(unpack, top), version)
+    out = os.path.join(work, "repackaged")
+    os.makedirs(out, exist_ok=True)
+    _run([helm, "package", os.path.join(unpack, top), "-d", out], env, "helm package")
+    (name,) = os.listdir(out)
+    return os.path.join(out, name)
+
+
+def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: str) -> Dict[str, Any]:
+    """The mapping for one chart and whether the destination already has it."""
+    version, tag = oci_version(chart["version"])
+    name = chart_name(chart)
+    repo = "/".join(p for p in (prefix.strip("/"), name) if p)
+    digest = dest.manifest_digest(repo, tag)
+    return {
+        "name": name,
+        "source": chart["chart"] if not chart.get("repo") else f"{chart['repo'].rstrip('/')}/{chart['chart']}",
+        "version": str(chart["version"]),
+        "oci_version": version,
+        "oci_tag": tag,
+        "destination": f"oci://{dest_host}/{repo}",
+        "present": digest is not None,
+        "digest": digest,
+    }
+
+
+def push_chart(
+    chart: Dict[str, Any],
+    entry: Dict[str, Any],
+    helm: str,
+    ca_file: Optional[str],
+    username: Optional[str],
+    password: Optional[str],
+) -> str:
+    """Pull, repackage when the version changes, push; returns the pushed digest."""
+    with tempfile.TemporaryDirectory(prefix="mirror-chart-") as work:
+        env = helm_env(work)
+        pulled = os.path.join(work, "pulled")
+        os.makedirs(pulled)
+        _run([helm, "pull", *chart_source_args(chart, ca_file), "-d", pulled], env, f"helm pull {chart['chart']}")
+        (package,) = [os.path.join(pulled, n) for n in os.listdir(pulled)]
+        if entry["oci_version"] != entry["version"]:
+            package = _repackage(helm, package, entry["oci_version"], work, env)
+        target = entry["destination"].rsplit("/", 1)[0]
+        cmd = [helm, "push", package, target]
+        if ca_file:
+            cmd += ["--ca-file", ca_file]
+        if username:
+            cmd += ["--username", username, "--password", password or ""]
+        out = _run(cmd, env, f"helm push {entry['name']}", secret=password)
+    match = re.search(r"Digest:\s*(sha256:[0-9a-f]{64})", out)
+    return match.group(1) if match else ""
+
+
+# --------------------------------------------------------------------------------------------------
+# git
+
+
+def _git_env(home: str) -> Dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+
+
+def _git_auth(username: Optional[str], password: Optional[str]) -> List[str]:
+    if not username:
+        return []
+    token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+    return ["-c", f"http.extraHeader=Authorization: Basic {token}"]
+
+
+def _git(args: List[str], ca_file: Optional[str], auth: List[str], env: Dict[str, str], secret: str = "") -> str:
+    cmd = ["git", *(["-c", f"http.sslCAInfo={ca_file}"] if ca_file else []), *auth, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()[-1500:]
+        raise ChartMirrorError(f"git {args[0]} failed: {err.replace(secret, '********') if secret else err}")
+    return proc.stdout
+
+
+def _refs(text: str) -> Dict[str, str]:
+    refs = {}
+    for line in text.splitlines():
+        sha, _sep, name = line.partition("\t")
+        if name and not name.endswith("^{}") and (name.startswith("refs/heads/") or name.startswith("refs/tags/")):
+            refs[name] = sha
+    return refs
+
+
+def mirror_git_repo(
+    repo: Dict[str, Any], ca_file: Optional[str], check_mode: bool, cache_dir: Optional[str] = None
+) -> Dict[str, Any]:
+    """Make the destination's branches and tags equal to the source's; report whether they differed."""
+    with tempfile.TemporaryDirectory(prefix="mirror-git-") as home:
+        env = _git_env(home)
+        src_auth = _git_auth(repo.get("source_username"), repo.get("source_password"))
+        dst_auth = _git_auth(repo.get("username"), repo.get("password"))
+        secret = repo.get("password") or ""
+        src_refs = _refs(_git(["ls-remote", repo["source"]], ca_file, src_auth, env))
+        dst_refs = _refs(_git(["ls-remote", repo["destination"]], ca_file, dst_auth, env, secret))
+        result = {"source": repo["source"], "destination": repo["destination"], "refs": len(src_refs)}
+        if src_refs == dst_refs:
+            return {**result, "changed": False}
+        if check_mode:
+            return {**result, "changed": True}
+        work = os.path.join(cache_dir or home, "mirror.git")
+        if os.path.isdir(work):
+            shutil.rmtree(work)
+        _git(["clone", "--bare", "--mirror", repo["source"], work], ca_file, src_auth, env)
+        _git(["-C", work, "push", "--prune", repo["destination"], "+refs/heads/*:refs/heads/*",
+              "+refs/tags/*:refs/tags/*"], ca_file, dst_auth, env, secret)
+        after = _refs(_git(["ls-remote", repo["destination"]], ca_file, dst_auth, env, secret))
+        if after != src_refs:
+            raise ChartMirrorError(f"{repo['destination']}: refs differ from {repo['source']} after the push")
+        return {**result, "changed": True}

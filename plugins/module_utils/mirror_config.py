@@ -1,0 +1,245 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What later stages make of the mirror lock file.
+
+- `values_overlay`: a Helm values overlay pointing a chart's image values at the internal registry,
+  pinned by digest (string values and `{registry, repository, tag, digest}` maps are both handled);
+- `rewrite_documents`: the same on rendered manifests, for charts whose values cannot express it;
+- `containerd_hosts` / `crio_registries_conf`: runtime mirror configuration, with the site CA;
+- `pull_secret` / `attach_pull_secret`: a `kubernetes.io/dockerconfigjson` Secret and its use
+  from pod specs or a ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError, parse_image
+from ansible_collections.airgap.renku.plugins.module_utils.manifests import containers, pod_specs
+
+
+class LockError(ValueError):
+    """The lock file is missing a field a consumer needs."""
+
+
+def _index(lock: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    index: Dict[str, Dict[str, Any]] = {}
+    for entry in (lock or {}).get("images") or []:
+        if not entry.get("source") or not entry.get("destination") or not entry.get("digest"):
+            raise LockError(f"lock entry {entry!r} needs source, destination and digest")
+        ref = parse_image(entry["source"])
+        index[str(ref)] = entry
+        index[ref.pinned(entry["digest"])] = entry
+    return index
+
+
+def pinned_destination(entry: Dict[str, Any]) -> Tuple[str, str, str]:
+    """(registry host, repository, digest) of a lock entry's destination."""
+    dest = parse_image(entry["destination"])
+    return dest.registry, dest.repository, entry["digest"]
+
+
+def pinned_reference(entry: Dict[str, Any]) -> str:
+    host, repo, digest = pinned_destination(entry)
+    return f"{host}/{repo}@{digest}"
+
+
+def lookup(lock_index: Dict[str, Dict[str, Any]], text: str) -> Optional[Dict[str, Any]]:
+    try:
+        ref = parse_image(text)
+    except ImageRefError:
+        return None
+    return lock_index.get(str(ref)) or (lock_index.get(ref.pinned(ref.digest)) if ref.digest else None)
+
+
+def resolve_image(lock: Dict[str, Any], image: str) -> str:
+    """The internal, digest-pinned reference for `image`; raises LockError when it was not mirrored."""
+    entry = lookup(_index(lock), image)
+    if entry is None:
+        raise LockError(f"{image} is not in the mirror lock file; add it to the mirror's images and rerun")
+    return pinned_reference(entry)
+
+
+# --------------------------------------------------------------------------------------------------
+# values overlay
+
+
+def _image_map_ref(node: Dict[str, Any]) -> Optional[str]:
+    """The reference a `{registry?, repository|image, tag?, digest?}` map stands for, if it is one."""
+    repo = node.get("repository") if isinstance(node.get("repository"), str) else None
+    if repo is None and isinstance(node.get("image"), str) and ("tag" in node or "registry" in node):
+        repo = node["image"]
+    if not repo:
+        return None
+    text = f"{node['registry']}/{repo}" if isinstance(node.get("registry"), str) and node["registry"] else repo
+    if node.get("digest"):
+        return f"{text}@{node['digest']}"
+    if node.get("tag") not in (None, ""):
+        return f"{text}:{node['tag']}"
+    return None
+
+
+def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -> Tuple[bool, Any]:
+    """(changed, overlay) for one value: a string, an image map, a dict or a list."""
+    if isinstance(node, str):
+        entry = lookup(index, node) if "/" in node or ":" in node else None
+        if entry is None:
+            return False, node
+        used.append(entry["source"])
+        return True, pinned_reference(entry)
+    if isinstance(node, dict):
+        ref = _image_map_ref(node)
+        entry = lookup(index, ref) if ref else None
+        if entry is not None:
+            used.append(entry["source"])
+            host, repo, digest = pinned_destination(entry)
+            key = "repository" if isinstance(node.get("repository"), str) else "image"
+            overlay: Dict[str, Any] = {key: repo if "registry" in node else f"{host}/{repo}", "digest": digest}
+            if "registry" in node:
+                overlay["registry"] = host
+            if "tag" in node:
+                overlay["tag"] = parse_image(entry["source"]).tag or ""
+            return True, overlay
+        result = {}
+        for key, value in node.items():
+            changed, sub = _overlay_for(value, index, used)
+            if changed:
+                result[key] = sub
+        return bool(result), result
+    if isinstance(node, list):
+        items = [_overlay_for(item, index, used) for item in node]
+        if not any(changed for changed, _ in items):
+            return False, node
+        # Helm replaces lists whole: the overlay carries the full list with the changed items.
+        return True, [sub if changed else copy.deepcopy(item) for (changed, sub), item in zip(items, node)]
+    return False, node
+
+
+def values_overlay(values: Dict[str, Any], lock: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """A values overlay pinning every image value found in `values`; and the sources it pinned."""
+    used: List[str] = []
+    _changed, overlay = _overlay_for(values or {}, _index(lock), used)
+    return overlay or {}, sorted(set(used))
+
+
+# --------------------------------------------------------------------------------------------------
+# rendered manifests
+
+
+def rewrite_documents(documents: List[Any], lock: Dict[str, Any], strict: bool = True) -> List[Any]:
+    """Copies of `documents` with every container image replaced by its pinned internal reference."""
+    index = _index(lock)
+    out = []
+    missing = []
+    for doc in documents:
+        doc = copy.deepcopy(doc)
+        for ref in pod_specs(doc) if isinstance(doc, dict) else []:
+            for _list, container in containers(ref.spec):
+                image = container.get("image")
+                if not isinstance(image, str):
+                    continue
+                entry = lookup(index, image)
+                if entry is None:
+                    missing.append(image)
+                else:
+                    container["image"] = pinned_reference(entry)
+        out.append(doc)
+    if strict and missing:
+        raise LockError(f"images not in the mirror lock file: {', '.join(sorted(set(missing)))}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# runtime mirror configuration
+
+
+def _mirrors(lock: Dict[str, Any]) -> Dict[str, str]:
+    """Source registry host -> destination `host/path` prefix under which its repositories live."""
+    result: Dict[str, str] = {}
+    for entry in (lock or {}).get("images") or []:
+        src = parse_image(entry["source"])
+        dest = parse_image(entry["destination"])
+        if not dest.repository.endswith(src.repository):
+            continue
+        base = dest.repository[: -len(src.repository)].strip("/")
+        result.setdefault(src.registry, f"{dest.registry}/{base}" if base else dest.registry)
+    return result
+
+
+def containerd_hosts(lock: Dict[str, Any], ca_path: str, certs_dir: str = "/etc/containerd/certs.d") -> Dict[str, str]:
+    """`{path: content}` of `hosts.toml` files: each source registry resolved from the internal one only."""
+    files = {}
+    for source, target in sorted(_mirrors(lock).items()):
+        host, _sep, base = target.partition("/")
+        path = f"/v2/{base}" if base else "/v2"
+        files[f"{certs_dir}/{source}/hosts.toml"] = (
+            f'# Generated from the mirror lock file: {source} is served by {target}\n'
+            f'server = "https://{host}{path}"\n\n'
+            f'[host."https://{host}{path}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+            f'  ca = "{ca_path}"\n'
+            f"  override_path = {'true' if base else 'false'}\n"
+        )
+    return files
+
+
+def crio_registries_conf(lock: Dict[str, Any]) -> str:
+    """CRI-O / containers `registries.conf`: each source registry redirected, blocked upstream.
+
+    The CA goes in `/etc/containers/certs.d/<internal host>/ca.crt` (see `crio_ca_path`).
+    """
+    lines = ["# Generated from the mirror lock file", 'unqualified-search-registries = []', ""]
+    for source, target in sorted(_mirrors(lock).items()):
+        lines += [
+            "[[registry]]",
+            f'prefix = "{source}"',
+            f'location = "{target}"',
+            "blocked = false",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def crio_ca_path(registry_host: str) -> str:
+    return f"/etc/containers/certs.d/{registry_host}/ca.crt"
+
+
+# --------------------------------------------------------------------------------------------------
+# pull secret
+
+
+def dockerconfigjson(registry: str, username: str, password: str) -> str:
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return json.dumps({"auths": {registry: {"username": username, "password": password, "auth": auth}}}, sort_keys=True)
+
+
+def pull_secret(name: str, namespace: str, registry: str, username: str, password: str) -> Dict[str, Any]:
+    """A `kubernetes.io/dockerconfigjson` Secret for the internal registry."""
+    data = base64.b64encode(dockerconfigjson(registry, username, password).encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "airgap.renku"}},
+        "data": {".dockerconfigjson": data},
+    }
+
+
+def attach_pull_secret(documents: List[Any], secret_name: str) -> List[Any]:
+    """Copies of `documents` whose pod specs and ServiceAccounts reference the pull Secret once."""
+    out = []
+    for doc in documents:
+        doc = copy.deepcopy(doc)
+        if isinstance(doc, dict):
+            targets = [ref.spec for ref in pod_specs(doc)]
+            if doc.get("kind") == "ServiceAccount":
+                targets.append(doc)
+            for target in targets:
+                secrets = target.setdefault("imagePullSecrets", [])
+                if not any(isinstance(s, dict) and s.get("name") == secret_name for s in secrets):
+                    secrets.append({"name": secret_name})
+        out.append(doc)
+    return out
