@@ -7,7 +7,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 COLLECTION_LINK := build/collections/ansible_collections/airgap/renku
-SANITY_TREE := build/sanity/ansible_collections/airgap/renku
+SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/airgap-renku-sanity
+SANITY_TREE := $(SANITY_ROOT)/ansible_collections/airgap/renku
 PYTEST_WORKERS ?= 2
 
 .PHONY: help deps lab-binaries lab-up lab-down lab-status lab-env demo test unit sanity lint ruff integration bench collection-link
@@ -53,11 +54,16 @@ ruff: deps
 	ruff check plugins lab tests benchmarks
 	ruff format --check plugins lab tests benchmarks
 
+# ansible-test bootstraps pip in its sanity venvs from a host this machine cannot reach; give it a
+# bootstrap that uses Python's bundled pip instead (lab/get_pip_offline.py).
+ANSIBLE_TEST_PIP := $(shell $(PY) -c "import re,ansible_test._internal.python_requirements as m,inspect;print(re.search(r\"pip='([0-9.]+)'\",inspect.getsource(m)).group(1))" 2>/dev/null)
 sanity: deps
-	@rm -rf build/sanity && mkdir -p $(SANITY_TREE)
+	@mkdir -p $(HOME)/.ansible/test/cache
+	@cp lab/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
+	@rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_TREE)
 	@git ls-files -co --exclude-standard | grep -vE '^(lab|benchmarks|\.ci)/' | \
 		tar -cf - -T - | tar -xf - -C $(SANITY_TREE)
-	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no -q
+	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no
 
 lint: deps
 	ansible-lint -q --profile production

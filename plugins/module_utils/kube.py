@@ -54,8 +54,9 @@ def build_api_client(params: dict[str, Any]) -> Any:
         raise KubeAuthError("set either 'kubeconfig' (with optional 'context') or 'host' with 'api_key' and 'ca_cert'")
     configuration = k8s_client.Configuration()
     try:
-        k8s_config.load_kube_config(config_file=params["kubeconfig"], context=params.get("context"),
-                                    client_configuration=configuration)
+        k8s_config.load_kube_config(
+            config_file=params["kubeconfig"], context=params.get("context"), client_configuration=configuration
+        )
     except Exception as exc:  # the loader raises several unrelated types for a bad file or context
         raise KubeAuthError(f"cannot load kubeconfig {params['kubeconfig']!r}: {exc}") from exc
     if params.get("ca_cert"):
@@ -65,10 +66,12 @@ def build_api_client(params: dict[str, Any]) -> Any:
 
 def api_error_message(exc: Exception, what: str) -> str:
     """A one-line explanation of an API failure that names the likely fix."""
-    status = getattr(exc, "status", None)
+    status = exc.status if isinstance(exc, ApiException) else getattr(exc, "status", None)
     reason = getattr(exc, "reason", "") or str(exc)
     if status == 401:
-        return f"{what}: the API server rejected the credentials (401 Unauthorized); check the token or client certificate"
+        return (
+            f"{what}: the API server rejected the credentials (401 Unauthorized); check the token or client certificate"
+        )
     if status == 403:
         return f"{what}: forbidden (403); the identity lacks RBAC permission: {reason}"
     if status is None or status == 0:

@@ -200,7 +200,7 @@ def _from_lock(plan: ImagePlan, pool: RegistryPool, known: Optional[Dict[str, An
     """Warm path: two HEADs. When the source digest, the destination tag and the previous lock
     entry all agree, the image is complete (a registry only accepts a manifest whose references
     it has) and nothing else is fetched."""
-    if not known or known.get("platforms_filtered"):
+    if not known or known.get("platforms_filtered") or not plan.dest_host:
         return False
     digest = plan.source.digest or pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference)
     if not digest or digest != known.get("digest"):
@@ -241,8 +241,9 @@ def resolve(
         plan.platforms[_single_platform(src, plan.src_repo, config)] = top.digest
     plan.top, plan.digest, plan.media_type = top, top.digest, top.media_type
     plan.size = sum(int(d.get("size", 0)) for d in plan.blobs())
-    dest = pool.get(plan.dest_host)
-    plan.present = dest.manifest_digest(plan.dest_repo, plan.dest_reference) == top.digest
+    if plan.dest_host:  # an export has no destination to compare with
+        dest = pool.get(plan.dest_host)
+        plan.present = dest.manifest_digest(plan.dest_repo, plan.dest_reference) == top.digest
     return plan
 
 
@@ -258,7 +259,9 @@ def _single_platform(src: Registry, repo: str, config: Dict[str, Any]) -> str:
             resp.close()
     except (RegistryError, ValueError):
         return "unknown"
-    return platform_name({"os": data.get("os"), "architecture": data.get("architecture"), "variant": data.get("variant")})
+    return platform_name(
+        {"os": data.get("os"), "architecture": data.get("architecture"), "variant": data.get("variant")}
+    )
 
 
 def plan_images(
@@ -476,9 +479,7 @@ def _copy_all(
     return problems
 
 
-def _verify_all(
-    plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool
-) -> List[str]:
+def _verify_all(plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool) -> List[str]:
     def one(plan: ImagePlan) -> List[str]:
         try:
             found = verify_image(plan, pool, blobs)

@@ -400,7 +400,9 @@ def _push_from_bundle(
                     if home and home != plan.dest_repo and not dest.has_blob(plan.dest_repo, desc["digest"]):
                         url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
                         if url is not None:
-                            dest.upload_blob(plan.dest_repo, desc["digest"], bundle.chunks(blob_path(desc["digest"])), url)
+                            dest.upload_blob(
+                                plan.dest_repo, desc["digest"], bundle.chunks(blob_path(desc["digest"])), url
+                            )
                         stats.add(blobs_mounted=1)
                 if plan.top is not None and plan.top.is_index:
                     dest.put_manifest(plan.dest_repo, child.digest, child)

@@ -191,8 +191,21 @@ def mirror_git_repo(
         if os.path.isdir(work):
             shutil.rmtree(work)
         _git(["clone", "--bare", "--mirror", repo["source"], work], ca_file, src_auth, env)
-        _git(["-C", work, "push", "--prune", repo["destination"], "+refs/heads/*:refs/heads/*",
-              "+refs/tags/*:refs/tags/*"], ca_file, dst_auth, env, secret)
+        _git(
+            [
+                "-C",
+                work,
+                "push",
+                "--prune",
+                repo["destination"],
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            ca_file,
+            dst_auth,
+            env,
+            secret,
+        )
         after = _refs(_git(["ls-remote", repo["destination"]], ca_file, dst_auth, env, secret))
         if after != src_refs:
             raise ChartMirrorError(f"{repo['destination']}: refs differ from {repo['source']} after the push")

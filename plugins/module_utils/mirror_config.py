@@ -176,7 +176,7 @@ def containerd_hosts(lock: Dict[str, Any], ca_path: str, certs_dir: str = "/etc/
         host, _sep, base = target.partition("/")
         path = f"/v2/{base}" if base else "/v2"
         files[f"{certs_dir}/{source}/hosts.toml"] = (
-            f'# Generated from the mirror lock file: {source} is served by {target}\n'
+            f"# Generated from the mirror lock file: {source} is served by {target}\n"
             f'server = "https://{host}{path}"\n\n'
             f'[host."https://{host}{path}"]\n'
             '  capabilities = ["pull", "resolve"]\n'
@@ -191,7 +191,7 @@ def crio_registries_conf(lock: Dict[str, Any]) -> str:
 
     The CA goes in `/etc/containers/certs.d/<internal host>/ca.crt` (see `crio_ca_path`).
     """
-    lines = ["# Generated from the mirror lock file", 'unqualified-search-registries = []', ""]
+    lines = ["# Generated from the mirror lock file", "unqualified-search-registries = []", ""]
     for source, target in sorted(_mirrors(lock).items()):
         lines += [
             "[[registry]]",

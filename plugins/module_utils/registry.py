@@ -233,9 +233,7 @@ class Registry:
             raise RegistryError(f"POST upload {self.host}/{repo} answered HTTP {resp.status_code}")
         return self._upload_url(resp.headers["Location"])
 
-    def upload_blob(
-        self, repo: str, digest: str, chunks: Iterable[bytes], upload_url: Optional[str] = None
-    ) -> int:
+    def upload_blob(self, repo: str, digest: str, chunks: Iterable[bytes], upload_url: Optional[str] = None) -> int:
         """Stream `chunks` into one upload (PATCH, chunked) and commit it under `digest`; returns bytes."""
         url = upload_url or self.start_upload(repo)
         counter = _Counter(chunks)

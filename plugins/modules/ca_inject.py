@@ -25,7 +25,7 @@ description:
   - For images where none of that works, O(image_builds) returns a Dockerfile running C(update-ca-certificates)
     and the kaniko Job that builds it.
 author:
-  - airgap.renku maintainers
+  - airgap.renku maintainers (@airgap-renku)
 requirements:
   - cryptography >= 3.3
   - PyYAML
@@ -376,7 +376,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     },
     "kaniko_image": {"type": "str"},
     "build_namespace": {"type": "str", "default": "default"},
-    "registry_secret": {"type": "str", "default": "registry-push"},
+    "registry_secret": {"type": "str", "default": "registry-push", "no_log": False},
 }
 
 

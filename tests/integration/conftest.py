@@ -16,9 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 @pytest.fixture(scope="session")
 def lab_env() -> dict[str, str]:
     """The lab's connection data (the same as `make -s lab-env`); fails when the lab is not healthy."""
-    status = subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "status"], capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, str(ROOT / "lab" / "lab.py"), "status"], capture_output=True, text=True, check=False
+    )
     if status.returncode != 0:
         pytest.fail(f"the lab is not healthy; run `make lab-up`:\n{status.stdout}{status.stderr}")
-    out = subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "json"], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "lab" / "lab.py"), "json"], check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out)

@@ -50,9 +50,16 @@ class PlaybookResult:
         return names
 
 
-def run_playbook(playbook: str | Path, inventory: str | Path | None = None, check: bool = False,
-                 diff: bool = False, extra_vars: dict | None = None, limit: str | None = None,
-                 env: dict[str, str] | None = None, tags: str | None = None) -> PlaybookResult:
+def run_playbook(
+    playbook: str | Path,
+    inventory: str | Path | None = None,
+    check: bool = False,
+    diff: bool = False,
+    extra_vars: dict | None = None,
+    limit: str | None = None,
+    env: dict[str, str] | None = None,
+    tags: str | None = None,
+) -> PlaybookResult:
     """ansible-playbook with the JSON callback; never raises on a failed play (assert on .rc / .failed)."""
     cmd = ["ansible-playbook", str(playbook), "-i", str(inventory or ROOT / "inventories" / "lab")]
     if check:
@@ -74,9 +81,9 @@ def run_playbook(playbook: str | Path, inventory: str | Path | None = None, chec
         "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         **(env or {}),
     }
-    proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, check=False)
     try:
-        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+        data = json.loads(proc.stdout[proc.stdout.index("{") :])
     except ValueError:
         data = {"stats": {}, "plays": []}
     return PlaybookResult(proc.returncode, data.get("stats", {}), proc.stdout + proc.stderr, data.get("plays", []))
@@ -86,9 +93,14 @@ def run_scenario(name: str, extra_vars: dict | None = None, inventory: str | Pat
     """check -> converge -> idempotence -> verify for tests/integration/scenarios/<name>; returns the results."""
     base = SCENARIOS / name
     converge, verify = base / "converge.yml", base / "verify.yml"
-    syntax = subprocess.run(["ansible-playbook", "--syntax-check", str(converge), "-i",
-                             str(inventory or ROOT / "inventories" / "lab")], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections")})
+    syntax = subprocess.run(
+        ["ansible-playbook", "--syntax-check", str(converge), "-i", str(inventory or ROOT / "inventories" / "lab")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections")},
+        check=False,
+    )
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
     results = {}
     results["check"] = run_playbook(converge, inventory, check=True, diff=True, extra_vars=extra_vars)

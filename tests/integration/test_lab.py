@@ -41,7 +41,10 @@ def test_apiserver_readyz_over_verified_tls(lab_env, which):
 
 def test_the_two_control_planes_are_separate(lab_env):
     name = f"only-local-{uuid.uuid4().hex[:6]}"
-    local, remote = client.CoreV1Api(_api(lab_env["KUBECONFIG_LOCAL"])), client.CoreV1Api(_api(lab_env["KUBECONFIG_REMOTE"]))
+    local, remote = (
+        client.CoreV1Api(_api(lab_env["KUBECONFIG_LOCAL"])),
+        client.CoreV1Api(_api(lab_env["KUBECONFIG_REMOTE"])),
+    )
     local.create_namespace({"metadata": {"name": name}})
     try:
         assert name in {ns.metadata.name for ns in local.list_namespace().items}
@@ -67,9 +70,16 @@ def test_service_account_token_and_rbac(lab_env):
     core.create_namespace({"metadata": {"name": ns}})
     try:
         core.create_namespaced_service_account(ns, {"metadata": {"name": "deployer"}})
-        core.create_namespaced_secret(ns, {
-            "metadata": {"name": "deployer-token", "annotations": {"kubernetes.io/service-account.name": "deployer"}},
-            "type": "kubernetes.io/service-account-token"})
+        core.create_namespaced_secret(
+            ns,
+            {
+                "metadata": {
+                    "name": "deployer-token",
+                    "annotations": {"kubernetes.io/service-account.name": "deployer"},
+                },
+                "type": "kubernetes.io/service-account-token",
+            },
+        )
         data = _wait_token(core, ns, "deployer-token")
         token = base64.b64decode(data["token"]).decode()
         assert base64.b64decode(data["ca.crt"]) == Path(lab_env["LAB_CA"]).read_bytes()
@@ -83,10 +93,14 @@ def test_service_account_token_and_rbac(lab_env):
             with pytest.raises(ApiException) as denied:
                 as_sa.list_namespaced_pod(namespace)
             assert denied.value.status == 403
-        rbac.create_namespaced_role_binding(ns, {
-            "metadata": {"name": "deployer-view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]})
+        rbac.create_namespaced_role_binding(
+            ns,
+            {
+                "metadata": {"name": "deployer-view"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}],
+            },
+        )
         deadline = time.monotonic() + 10
         while True:  # RBAC changes reach the authorizer's cache within moments
             try:
@@ -104,17 +118,37 @@ def test_service_account_token_and_rbac(lab_env):
 
 
 def _helm_env(lab_env, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config"),
-            "HELM_DATA_HOME": str(tmp_path / "data"), "HELM_REGISTRY_CONFIG": str(tmp_path / "registry.json")}
+    return {
+        **os.environ,
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+        "HELM_REGISTRY_CONFIG": str(tmp_path / "registry.json"),
+    }
 
 
 def test_helm_installs_a_chart_from_the_upstream_oci_registry(lab_env, tmp_path):
     ns = f"lab-helm-{uuid.uuid4().hex[:6]}"
     env = _helm_env(lab_env, tmp_path)
-    cmd = [lab_env["HELM"], "install", "demo", f"oci://{lab_env['REGISTRY_UPSTREAM']}/charts/hello",
-           "--version", "0.1.0", "--ca-file", lab_env["LAB_CA"], "--kubeconfig", lab_env["KUBECONFIG_LOCAL"],
-           "--namespace", ns, "--create-namespace", "--wait", "--timeout", "60s"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    cmd = [
+        lab_env["HELM"],
+        "install",
+        "demo",
+        f"oci://{lab_env['REGISTRY_UPSTREAM']}/charts/hello",
+        "--version",
+        "0.1.0",
+        "--ca-file",
+        lab_env["LAB_CA"],
+        "--kubeconfig",
+        lab_env["KUBECONFIG_LOCAL"],
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     try:
         apps = client.AppsV1Api(_api(lab_env["KUBECONFIG_LOCAL"]))
@@ -122,12 +156,21 @@ def test_helm_installs_a_chart_from_the_upstream_oci_registry(lab_env, tmp_path)
         assert dep.spec.template.spec.containers[0].image == "docker.io/library/busybox:1.36"
         cm = client.CoreV1Api(_api(lab_env["KUBECONFIG_LOCAL"])).read_namespaced_config_map("demo-hello-info", ns)
         assert cm.data == {"chart": "hello-0.1.0"}
-        status = subprocess.run([lab_env["HELM"], "status", "demo", "-n", ns, "-o", "json", "--kubeconfig",
-                                 lab_env["KUBECONFIG_LOCAL"]], env=env, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            [lab_env["HELM"], "status", "demo", "-n", ns, "-o", "json", "--kubeconfig", lab_env["KUBECONFIG_LOCAL"]],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert json.loads(status.stdout)["info"]["status"] == "deployed"
     finally:
-        subprocess.run([lab_env["HELM"], "uninstall", "demo", "-n", ns, "--kubeconfig", lab_env["KUBECONFIG_LOCAL"]],
-                       env=env, capture_output=True)
+        subprocess.run(
+            [lab_env["HELM"], "uninstall", "demo", "-n", ns, "--kubeconfig", lab_env["KUBECONFIG_LOCAL"]],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         client.CoreV1Api(_api(lab_env["KUBECONFIG_LOCAL"])).delete_namespace(ns)
 
 
@@ -136,10 +179,16 @@ def test_skopeo_copies_a_multiarch_index_with_tls_and_auth(lab_env):
     dest = f"docker://{lab_env['REGISTRY_INTERNAL']}/lab-test/busybox-{uuid.uuid4().hex[:6]}:1.36"
     certs = ["--src-cert-dir", lab_env["LAB_CA_DIR"], "--dest-cert-dir", lab_env["LAB_CA_DIR"]]
     creds = f"{lab_env['REGISTRY_INTERNAL_USER']}:{lab_env['REGISTRY_INTERNAL_PASSWORD']}"
-    no_auth = subprocess.run(["skopeo", "copy", "--all", *certs, src, dest], capture_output=True, text=True)
+    no_auth = subprocess.run(
+        ["skopeo", "copy", "--all", *certs, src, dest], capture_output=True, text=True, check=False
+    )
     assert no_auth.returncode != 0 and "authentication required" in no_auth.stderr.lower()
-    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", *certs, "--dest-creds", creds, src, dest],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["skopeo", "copy", "--all", "--preserve-digests", *certs, "--dest-creds", creds, src, dest],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
     def raw(ref: str, cert_flag: list[str]) -> bytes:
         return subprocess.run(["skopeo", "inspect", "--raw", *cert_flag, ref], check=True, capture_output=True).stdout
@@ -155,8 +204,12 @@ def test_skopeo_copies_a_multiarch_index_with_tls_and_auth(lab_env):
 
 
 def test_lab_status_reports_every_component(lab_env):
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "lab" / "lab.py"), "status"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "lab" / "lab.py"), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout
     for name in ("etcd-local", "apiserver-remote", "controller-manager-local", "registry-internal"):
         assert f"{name}" in proc.stdout and "NOT" not in proc.stdout.split(name, 1)[1].splitlines()[0]

@@ -6,20 +6,29 @@ from ansible_collections.airgap.renku.plugins.module_utils import manifests
 
 
 def _pod(image: str) -> dict:
-    return {"initContainers": [{"name": "init", "image": image + "-init"}], "containers": [{"name": "c", "image": image}]}
+    return {
+        "initContainers": [{"name": "init", "image": image + "-init"}],
+        "containers": [{"name": "c", "image": image}],
+    }
 
 
 def test_pod_specs_of_every_builtin_kind():
     docs = [
         {"kind": "Pod", "metadata": {"name": "p"}, "spec": _pod("a")},
         {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": _pod("b")}}},
-        {"kind": "CronJob", "metadata": {"name": "c"},
-         "spec": {"jobTemplate": {"spec": {"template": {"spec": _pod("c")}}}}},
+        {
+            "kind": "CronJob",
+            "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": _pod("c")}}}},
+        },
         {"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {}},
     ]
     found = [(ref.document["kind"], ref.path) for doc in docs for ref in manifests.pod_specs(doc)]
-    assert found == [("Pod", "spec"), ("Deployment", "spec.template.spec"),
-                     ("CronJob", "spec.jobTemplate.spec.template.spec")]
+    assert found == [
+        ("Pod", "spec"),
+        ("Deployment", "spec.template.spec"),
+        ("CronJob", "spec.jobTemplate.spec.template.spec"),
+    ]
 
 
 def test_crd_paths_and_containers():
@@ -28,7 +37,9 @@ def test_crd_paths_and_containers():
     refs = list(manifests.pod_specs(doc, {kind: [keys]}))
     assert len(refs) == 1
     assert [(lst, c["image"]) for lst, c in manifests.containers(refs[0].spec)] == [
-        ("initContainers", "s-init"), ("containers", "s")]
+        ("initContainers", "s-init"),
+        ("containers", "s"),
+    ]
 
 
 @pytest.mark.parametrize("bad", ["Kind", ":spec", "Kind:", "Kind:..."])

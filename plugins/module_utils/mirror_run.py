@@ -1,0 +1,225 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The `image_mirror` module's work: module parameters -> discovery -> plan/copy/bundle -> lock file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+    Endpoint,
+    MirrorResult,
+    MirrorSettings,
+    RegistryPool,
+    build_lock,
+    locate,
+    missing_bytes,
+    mirror_images,
+    summarise,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import (
+    export_bundle,
+    import_bundle,
+    verify_bundle,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+    Discovered,
+    confirm_candidates,
+    discover,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    yaml = None  # type: ignore[assignment]
+
+
+class MirrorParamError(ValueError):
+    """A module parameter is unusable; the message names it and the fix."""
+
+
+def settings_from_params(params: Dict[str, Any]) -> MirrorSettings:
+    credentials = {}
+    for cred in params.get("source_credentials") or []:
+        credentials[cred["registry"]] = Endpoint(
+            cred["registry"], cred.get("ca_file"), cred.get("username"), cred.get("password")
+        )
+    destination = params.get("destination") or ""
+    if "/" in destination or "://" in destination:
+        raise MirrorParamError(f"destination {destination!r} must be a registry host[:port]; put paths in prefix")
+    return MirrorSettings(
+        destination=Endpoint(
+            destination, params.get("ca_file"), params.get("destination_username"), params.get("destination_password")
+        ),
+        prefix=params.get("prefix") or "",
+        keep_registry_host=params.get("keep_registry_host", True),
+        source_rewrites=dict(params.get("source_rewrites") or {}),
+        credentials=credentials,
+        ca_file=params.get("ca_file"),
+        platforms=list(params.get("platforms") or []),
+        parallel=max(1, int(params.get("parallel") or 8)),
+    )
+
+
+def validate_params(params: Dict[str, Any]) -> None:
+    mode = params["mode"]
+    if mode in ("direct", "import") and not params.get("destination"):
+        raise MirrorParamError(f"mode={mode} needs destination (the internal registry host[:port])")
+    if mode in ("export", "import", "verify_bundle") and not params.get("bundle"):
+        raise MirrorParamError(f"mode={mode} needs bundle (a directory or .tar path)")
+    for image in params.get("images") or []:
+        parse_image(image)  # raises ImageRefError naming the bad reference
+    for source, target in (params.get("source_rewrites") or {}).items():
+        if "://" in target or not target:
+            raise MirrorParamError(f"source_rewrites[{source}]={target!r} must be host[:port][/path], no scheme")
+
+
+def progress_writer(path: Optional[str]) -> Callable[[str], None]:
+    """Progress lines appended to `path` (tail it while the module runs); silent without a path."""
+    if not path:
+        return lambda _msg: None
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def write(msg: str) -> None:
+        with lock, open(path, "a", encoding="utf-8") as out:
+            out.write(f"[{time.monotonic() - started:8.2f}s] {msg}\n")
+
+    return write
+
+
+def discover_images(params: Dict[str, Any], settings: MirrorSettings) -> Discovered:
+    found = discover(
+        params.get("charts") or [],
+        params.get("manifest_files") or [],
+        params.get("images") or [],
+        params.get("pod_spec_paths") or [],
+        params.get("image_fields") or [],
+        helm=params.get("helm") or "helm",
+        ca_file=params.get("ca_file"),
+    )
+    if found.candidates and params.get("confirm_candidates", True):
+        pool = RegistryPool(settings)
+        try:
+
+            def exists(ref: str) -> bool:
+                plan = locate(parse_image(ref), settings)
+                return pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference) is not None
+
+            confirm_candidates(found, exists, settings.parallel)
+        finally:
+            pool.close()
+    elif found.candidates:
+        found.images.update(found.candidates)
+        found.candidates.clear()
+    return found
+
+
+def read_lock(path: Optional[str]) -> Dict[str, Any]:
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def merge_lock(previous: Dict[str, Any], new_images: Dict[str, Any]) -> Dict[str, Any]:
+    """The new images section; other sections (charts, repositories) kept as they were."""
+    merged = dict(previous)
+    merged.update({k: v for k, v in new_images.items()})
+    return merged
+
+
+def dump_lock(lock: Dict[str, Any]) -> str:
+    return "# Generated by airgap.renku image_mirror; see roles/mirror/README.md for the format.\n" + yaml.safe_dump(
+        lock, sort_keys=False, default_flow_style=False
+    )
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mirror-lock-")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Everything the module does; returns its result (without `changed` for the lock file)."""
+    validate_params(params)
+    settings = settings_from_params(params)
+    progress = progress_writer(params.get("progress_file"))
+    mode = params["mode"]
+    if mode == "verify_bundle":
+        problems = verify_bundle(params["bundle"])
+        return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
+    if mode == "import":
+        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify_all", False), progress)
+        return _shape(result, None, params, check_mode, settings)
+    found = discover_images(params, settings)
+    refs = sorted(found.images)
+    if mode == "export":
+        if check_mode:
+            result = mirror_images(refs, settings, check_mode=True, progress=progress)
+        else:
+            result = export_bundle(refs, settings, params["bundle"], params.get("bundle_archive"), progress)
+        return _shape(result, found, params, check_mode, settings)
+    previous = read_lock(params.get("lock_file"))
+    result = mirror_images(refs, settings, check_mode, params.get("verify_all", False), progress, previous)
+    return _shape(result, found, params, check_mode, settings)
+
+
+def _shape(
+    result: MirrorResult,
+    found: Optional[Discovered],
+    params: Dict[str, Any],
+    check_mode: bool,
+    settings: MirrorSettings,
+) -> Dict[str, Any]:
+    lock = build_lock(result.plans)
+    stats = result.stats.as_dict()
+    if check_mode and params["mode"] != "import":
+        pool = RegistryPool(settings)
+        try:
+            stats["bytes_to_copy"] = missing_bytes(result.plans, pool, settings.parallel)
+        finally:
+            pool.close()
+    out: Dict[str, Any] = {
+        "images": summarise(result.plans),
+        "stats": stats,
+        "lock": lock,
+        "errors": result.errors,
+        "warnings_found": list(found.warnings) if found else [],
+        "discovered": {k: v for k, v in sorted(found.images.items())} if found else {},
+        "rejected": {k: v for k, v in sorted(found.rejected.items())} if found else {},
+    }
+    if check_mode:
+        out["changed"] = any(not p.error and not p.present for p in result.plans)
+    elif params["mode"] == "export":
+        out["changed"] = result.stats.blobs_copied > 0
+    else:
+        out["changed"] = result.stats.images_copied > 0
+    lock_file = params.get("lock_file")
+    if lock_file and not result.errors:
+        previous = read_lock(lock_file)
+        new = merge_lock(previous, lock)
+        before, after = dump_lock(previous) if previous else "", dump_lock(new)
+        if before != after:
+            out["changed"] = True
+            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
+            if not check_mode:
+                write_atomic(lock_file, after)
+        out["lock_file"] = lock_file
+    return out
+
+
+def lock_digest_summary(lock: Dict[str, Any]) -> str:
+    """One line per image (for logs): source -> destination@digest."""
+    return json.dumps({e["source"]: f"{e['destination']}@{e['digest']}" for e in lock.get("images") or []}, indent=1)
