@@ -44,7 +44,7 @@ def test_crd_paths_and_containers():
 
 @pytest.mark.parametrize("bad", ["Kind", ":spec", "Kind:", "Kind:..."])
 def test_crd_path_errors_name_the_format(bad):
-    with pytest.raises(ValueError, match="Kind:spec.path.to.podspec"):
+    with pytest.raises(ValueError, match=r"Kind:spec\.path\.to\.podspec"):
         manifests.parse_crd_path(bad)
 
 
