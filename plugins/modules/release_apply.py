@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: release_apply
+short_description: Apply rendered chart documents as a release, hooks included, without rotating secrets
+version_added: "0.1.0"
+description:
+  - Applies the documents of a rendered chart (C(helm template) output, typically after M(airgap.renku.ca_inject))
+    with server-side apply and one field manager. Re-applying unchanged documents writes nothing.
+  - Runs Helm hooks (C(pre-install)/C(post-install) on the first run, C(pre-upgrade)/C(post-upgrade) afterwards) in
+    Helm's order (weight, kind, name), honours C(helm.sh/hook-delete-policy) and waits for hook Jobs and Pods.
+    Hooks run only when the rendered release differs from the last applied one.
+  - Never re-applies a Secret that already exists (charts generating passwords or CAs with C(randAlphaNum) and
+    C(lookup) would otherwise rotate them on every offline render), unless the Secret carries the annotation
+    C(airgap.renku/always-apply=true), as the CA bundle objects of M(airgap.renku.ca_inject) do.
+  - Labels every object with C(airgap.renku/release), keeps the release inventory in the ConfigMap
+    C(airgap-release-<release>) and deletes objects an earlier run rendered and this one does not.
+  - Test, delete and rollback hooks are not run.
+author:
+  - airgap.renku maintainers (@airgap-renku)
+requirements:
+  - kubernetes >= 24.2.0
+  - PyYAML
+extends_documentation_fragment:
+  - airgap.renku.kube_auth
+attributes:
+  check_mode:
+    support: full
+    description: Objects are sent with server-side dry run; hooks and pruning are reported, not run.
+  diff_mode:
+    support: full
+    description: Before and after of every created or changed object; Secret values are masked.
+options:
+  release:
+    description:
+      - Name of the release; labels the objects and names the release record.
+    type: str
+    required: true
+  namespace:
+    description:
+      - Namespace of documents that name none, and of the release record. Created when missing.
+    type: str
+    required: true
+  documents:
+    description:
+      - The documents to apply. Exactly one of O(documents) and O(src) is required.
+    type: list
+    elements: dict
+  src:
+    description:
+      - Path to a multi-document YAML file on the target host holding the documents.
+    type: path
+  field_manager:
+    description:
+      - Server-side apply field manager.
+    type: str
+    default: airgap-renku
+  keep_existing_secrets:
+    description:
+      - Leave Secrets that already exist untouched (see the description). Turn off only for charts that never
+        generate secret values.
+    type: bool
+    default: true
+  prune:
+    description:
+      - Delete objects the previous run applied and this one does not render.
+    type: bool
+    default: true
+  wait_hooks:
+    description:
+      - Wait for hook Jobs to complete and hook Pods to succeed before going on, as Helm does.
+    type: bool
+    default: true
+  hook_timeout:
+    description:
+      - Seconds to wait for each hook (and for a deleted hook to disappear).
+    type: int
+    default: 300
+"""
+
+EXAMPLES = r"""
+- name: Inject the CA into the rendered chart
+  airgap.renku.ca_inject:
+    manifest: "{{ rendered.stdout }}"
+    ca_files: [/etc/pki/site/root-ca.crt]
+    namespace: renku
+  register: injected
+
+- name: Apply the release (bundle objects first, hooks in order, existing secrets kept)
+  airgap.renku.release_apply:
+    kubeconfig: /etc/airgap/kubeconfig
+    release: renku
+    namespace: renku
+    documents: "{{ injected.bundle + injected.documents }}"
+  register: applied
+"""
+
+RETURN = r"""
+phase:
+  description: C(install) when no release record existed, else C(upgrade).
+  returned: always
+  type: str
+  sample: upgrade
+created:
+  description: Objects created (C(apiVersion/kind/namespace/name)).
+  returned: always
+  type: list
+  elements: str
+  sample: ["apps/v1/Deployment/renku/renku-ui"]
+updated:
+  description: Objects whose live state changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["v1/ConfigMap/renku/renku-settings"]
+kept_secrets:
+  description: Secrets that existed and were left untouched.
+  returned: always
+  type: list
+  elements: str
+  sample: ["v1/Secret/renku/renku-ca"]
+hooks_run:
+  description: Hooks run (or, in check mode, that would run), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["batch/v1/Job/renku/renku-db-init"]
+pruned:
+  description: Objects deleted because the release no longer renders them.
+  returned: always
+  type: list
+  elements: str
+  sample: ["apps/v1/Deployment/renku/renku-old-service"]
+"""
+
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.renku.plugins.module_utils import kube, release
+
+try:
+    import yaml
+
+    HAS_YAML = True
+    YAML_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover
+    HAS_YAML = False
+    YAML_IMPORT_ERROR = traceback.format_exc()
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    **kube.KUBE_AUTH_ARGSPEC,
+    "release": {"type": "str", "required": True},
+    "namespace": {"type": "str", "required": True},
+    "documents": {"type": "list", "elements": "dict"},
+    "src": {"type": "path"},
+    "field_manager": {"type": "str", "default": "airgap-renku"},
+    "keep_existing_secrets": {"type": "bool", "default": True, "no_log": False},
+    "prune": {"type": "bool", "default": True},
+    "wait_hooks": {"type": "bool", "default": True},
+    "hook_timeout": {"type": "int", "default": 300},
+}
+
+
+def _documents(module: AnsibleModule) -> list[dict]:
+    if module.params["documents"] is not None:
+        return module.params["documents"]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(module.params["src"], encoding="utf-8") as handle:
+            return [d for d in yaml.load_all(handle, Loader=loader) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        module.fail_json(msg=f"src {module.params['src']}: cannot read the documents: {exc}")
+    return []
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("documents", "src")],
+        required_one_of=[("documents", "src")],
+        supports_check_mode=True,
+    )
+    if not kube.HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=kube.KUBERNETES_IMPORT_ERROR)
+    if not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
+    documents = _documents(module)
+    from kubernetes.dynamic import DynamicClient
+
+    try:
+        dynamic = DynamicClient(kube.build_api_client(module.params))
+    except kube.KubeAuthError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # discovery failures surface as several urllib3/ApiException types
+        module.fail_json(msg=kube.api_error_message(exc, "cannot reach the API server"))
+    applier = release.ReleaseApplier(
+        dynamic,
+        module.params["release"],
+        module.params["namespace"],
+        module.params["field_manager"],
+        check=module.check_mode,
+        want_diff=module._diff,
+        hook_timeout=module.params["hook_timeout"],
+        wait_hooks=module.params["wait_hooks"],
+        keep_existing_secrets=module.params["keep_existing_secrets"],
+        prune=module.params["prune"],
+    )
+    try:
+        outcome = applier.run(documents)
+    except release.ReleaseError as exc:
+        module.fail_json(msg=str(exc), **applier.outcome.as_dict())
+    result: dict[str, Any] = outcome.as_dict()
+    if module._diff:
+        result["diff"] = outcome.diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
