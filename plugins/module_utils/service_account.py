@@ -374,6 +374,11 @@ def ensure_present(rest: KubeRest, spec: SaSpec) -> tuple[Outcome, dict[str, Any
     """Create or update every object, then obtain the token; returns the outcome and the credentials."""
     outcome = Outcome()
     for want in desired_objects(spec):
+        if rest.dry_run and "create Namespace/" + spec.namespace in outcome.actions:
+            # a dry-run namespace holds nothing, so the server cannot dry-run objects inside it
+            outcome.after.append(owned_view(want))
+            outcome.actions.append(f"create {want['kind']}/{want['metadata']['name']}")
+            continue
         ensure_object(rest, want, outcome)
     creds: dict[str, Any] = {"token": "", "ca_pem": "", "expiration": None}
     if rest.dry_run and outcome.changed:
