@@ -212,7 +212,7 @@ class Bundle:
         self._members: Dict[str, tarfile.TarInfo] = {}
         self._lock = threading.Lock()
         if os.path.isfile(path):
-            self._tar = tarfile.open(path, "r:")
+            self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed in close()
             self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
         elif not os.path.isdir(path):
             raise BundleError(f"{path} is neither a bundle directory nor a bundle archive")
@@ -323,8 +323,8 @@ def import_bundle(
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
         dest_present = _present(plans, pool, settings.parallel)
-        todo = [p for p, present in zip(plans, dest_present) if not present]
-        for plan, present in zip(plans, dest_present):
+        todo = [p for p, present in zip(plans, dest_present, strict=True) if not present]
+        for plan, present in zip(plans, dest_present, strict=True):
             plan.present = present
         stats.images_present = len(plans) - len(todo)
         problems: List[str] = []

@@ -77,7 +77,7 @@ def _repackage(helm: str, package: str, version: str, work: str, env: Dict[str, 
             target = os.path.realpath(os.path.join(unpack, member.name))
             if not target.startswith(os.path.realpath(unpack) + os.sep) or member.issym() or member.islnk():
                 raise ChartMirrorError(f"{package}: unsafe member {member.name!r}")
-        tar.extractall(unpack)  # noqa: S202 - members checked above
+        tar.extractall(unpack)
     (top,) = os.listdir(unpack)
     _set_chart_version(os.path.join(unpack, top), version)
     out = os.path.join(work, "repackaged")

@@ -114,7 +114,7 @@ def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -
         if not any(changed for changed, _ in items):
             return False, node
         # Helm replaces lists whole: the overlay carries the full list with the changed items.
-        return True, [sub if changed else copy.deepcopy(item) for (changed, sub), item in zip(items, node)]
+        return True, [sub if changed else copy.deepcopy(item) for (changed, sub), item in zip(items, node, strict=True)]
     return False, node
 
 

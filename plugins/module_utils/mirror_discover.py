@@ -236,6 +236,6 @@ def confirm_candidates(found: Discovered, exists: Callable[[str], bool], paralle
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as workers:
         answers = list(workers.map(check, refs))
-    for ref, ok in zip(refs, answers):
+    for ref, ok in zip(refs, answers, strict=True):
         places = found.candidates.pop(ref)
         (found.images if ok else found.rejected)[ref] = places

@@ -9,7 +9,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
@@ -19,8 +19,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     RegistryPool,
     build_lock,
     locate,
-    missing_bytes,
     mirror_images,
+    missing_bytes,
     summarise,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import (
@@ -223,3 +223,54 @@ def _shape(
 def lock_digest_summary(lock: Dict[str, Any]) -> str:
     """One line per image (for logs): source -> destination@digest."""
     return json.dumps({e["source"]: f"{e['destination']}@{e['digest']}" for e in lock.get("images") or []}, indent=1)
+
+
+def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """The `chart_mirror` module's work: plan each chart, push what is missing, record the mapping."""
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import (
+        oci_version,
+        plan_chart,
+        push_chart,
+    )
+    from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+
+    for chart in params["charts"]:
+        oci_version(chart["version"])  # validate every version before touching anything
+    dest = Registry(
+        params["destination"],
+        params.get("ca_file"),
+        params.get("destination_username"),
+        params.get("destination_password"),
+    )
+    entries = []
+    try:
+        for chart in params["charts"]:
+            entry = plan_chart(chart, dest, params["destination"], params.get("prefix") or "")
+            entry["action"] = "present" if entry.pop("present") else "push"
+            if entry["action"] == "push" and not check_mode:
+                entry["digest"] = push_chart(
+                    chart,
+                    entry,
+                    params.get("helm") or "helm",
+                    params.get("ca_file"),
+                    params.get("destination_username"),
+                    params.get("destination_password"),
+                )
+            entries.append(entry)
+    finally:
+        dest.close()
+    out: Dict[str, Any] = {"charts": entries, "changed": any(e["action"] == "push" for e in entries)}
+    lock_file = params.get("lock_file")
+    if lock_file:
+        previous = read_lock(lock_file)
+        recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
+        new = merge_lock(previous, {"apiVersion": "airgap.renku/v1", "kind": "MirrorLock", "charts": recorded})
+        new.setdefault("images", [])
+        before, after = dump_lock(previous) if previous else "", dump_lock(new)
+        if before != after:
+            out["changed"] = True
+            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
+            if not check_mode:
+                write_atomic(lock_file, after)
+        out["lock_file"] = lock_file
+    return out

@@ -25,7 +25,7 @@ description:
   - Writes a lock file (source, destination, digest per platform) that later stages use.
   - TLS is always verified, against O(ca_file).
 author:
-  - airgap.renku contributors
+  - airgap.renku maintainers (@airgap-renku)
 requirements:
   - requests
   - PyYAML
@@ -33,10 +33,10 @@ requirements:
 attributes:
   check_mode:
     support: full
-    details: Plans only (discovery, digests, what is present, bytes to copy); copies and writes nothing.
+    description: Plans only (discovery, digests, what is present, bytes to copy); copies and writes nothing.
   diff_mode:
     support: full
-    details: Shows the lock file before and after.
+    description: Shows the lock file before and after.
 options:
   mode:
     description:

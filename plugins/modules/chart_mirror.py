@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: chart_mirror
+short_description: Copy Helm charts to an internal OCI registry with OCI-safe versions
+version_added: "0.1.0"
+description:
+  - Pulls each chart from a classic chart repository or an OCI registry and pushes it to
+    O(destination) under O(prefix).
+  - Versions are made OCI-safe; a leading V(v) is removed (the chart is repackaged with the new
+    version), and C(+) build metadata stays in C(Chart.yaml) while the OCI tag carries C(_), as Helm
+    does on push and reverses on pull.
+  - A chart whose OCI tag already exists at the destination is not pushed again.
+  - Records the mapping in the C(charts) section of O(lock_file), keeping the other sections.
+author:
+  - airgap.renku maintainers (@airgap-renku)
+requirements:
+  - helm
+  - requests
+  - PyYAML
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be pushed; pulls and pushes nothing.
+  diff_mode:
+    support: full
+    description: Shows the lock file before and after.
+options:
+  charts:
+    description: Charts to mirror.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      chart:
+        description: V(oci://host/path/name), or a chart name in O(charts[].repo).
+        type: str
+        required: true
+      repo:
+        description: Classic chart repository URL.
+        type: str
+      version:
+        description: Chart version as the source publishes it (V(v1.2.3) allowed).
+        type: str
+        required: true
+      name:
+        description: Name at the destination; the last path component of O(charts[].chart) by default.
+        type: str
+      username:
+        description: Source repository user.
+        type: str
+      password:
+        description: Source repository password.
+        type: str
+  destination:
+    description: Internal OCI registry host[:port].
+    type: str
+    required: true
+  destination_username:
+    description: Registry user.
+    type: str
+  destination_password:
+    description: Registry password.
+    type: str
+  prefix:
+    description: Repository path for charts at the destination.
+    type: str
+    default: charts
+  ca_file:
+    description: CA bundle verifying the source and the destination.
+    type: path
+  helm:
+    description: Helm binary.
+    type: path
+    default: helm
+  lock_file:
+    description: Lock file whose C(charts) section records the mapping.
+    type: path
+seealso:
+  - module: airgap.renku.image_mirror
+"""
+
+EXAMPLES = r"""
+- name: Mirror the Renku chart and a chart with a v-prefixed version
+  airgap.renku.chart_mirror:
+    charts:
+      - chart: renku
+        repo: https://charts.connected.example/renku
+        version: 2.19.3
+      - chart: oci://registry.connected.example/charts/tool
+        version: v1.2.3
+    destination: registry.site.example:5000
+    destination_username: mirror
+    destination_password: "{{ vault_registry_password }}"
+    ca_file: /etc/pki/site-ca.crt
+    lock_file: /srv/site/mirror-lock.yaml
+"""
+
+RETURN = r"""
+charts:
+  description: The mapping, one item per chart.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: tool
+      source: oci://registry.connected.example/charts/tool
+      version: v1.2.3
+      oci_version: 1.2.3
+      oci_tag: 1.2.3
+      destination: oci://registry.site.example:5000/charts/tool
+      digest: sha256:0b5e1c5f8e2b9d3b6a4c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2
+      action: push
+lock_file:
+  description: Path of the lock file written.
+  returned: when O(lock_file) is set
+  type: str
+  sample: /srv/site/mirror-lock.yaml
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.airgap.renku.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+
+ARGUMENT_SPEC = dict(
+    charts=dict(
+        type="list",
+        elements="dict",
+        required=True,
+        options=dict(
+            chart=dict(type="str", required=True),
+            repo=dict(type="str"),
+            version=dict(type="str", required=True),
+            name=dict(type="str"),
+            username=dict(type="str"),
+            password=dict(type="str", no_log=True),
+        ),
+    ),
+    destination=dict(type="str", required=True),
+    destination_username=dict(type="str"),
+    destination_password=dict(type="str", no_log=True),
+    prefix=dict(type="str", default="charts"),
+    ca_file=dict(type="path"),
+    helm=dict(type="path", default="helm"),
+    lock_file=dict(type="path"),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
+    from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError
+
+    try:
+        result = run_charts(module.params, module.check_mode)
+    except (ChartMirrorError, RegistryError) as exc:
+        module.fail_json(msg=str(exc))
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
