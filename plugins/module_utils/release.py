@@ -170,13 +170,24 @@ def normalise(obj: dict | None) -> dict | None:
 
 
 def masked(obj: dict | None) -> dict | None:
-    if obj is None or obj.get("kind") != "Secret":
+    """Secret values hidden; long ConfigMap values (CA bundles) shortened to their size and digest."""
+    if obj is None or obj.get("kind") not in ("Secret", "ConfigMap"):
         return obj
     shown = copy.deepcopy(obj)
-    for key in ("data", "stringData"):
-        if key in shown:
+    for key in ("data", "stringData", "binaryData"):
+        if key not in shown:
+            continue
+        if obj["kind"] == "Secret":
             shown[key] = {k: "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" for k in shown[key]}
+        else:
+            shown[key] = {k: _shorten(str(v)) for k, v in shown[key].items()}
     return shown
+
+
+def _shorten(value: str) -> str:
+    if len(value) <= 2048:
+        return value
+    return f"<{len(value)} bytes, sha256 {hashlib.sha256(value.encode()).hexdigest()[:16]}>"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -295,6 +295,13 @@ namespaces:
   type: list
   elements: str
   sample: [renku, renku-sessions]
+digest:
+  description:
+    - SHA-256 of the output (documents and bundle), Secret values left out because charts regenerate them on
+      every render; changes only when what would be applied changes.
+  returned: always
+  type: str
+  sample: 0f6c3b5a9e...
 modified:
   description: Whether the transform altered any document (false on its own output).
   returned: always
@@ -312,7 +319,8 @@ import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.airgap.renku.plugins.module_utils import trust
+
+from ansible_collections.airgap.renku.plugins.module_utils import release, trust
 from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
 
 try:
@@ -487,6 +495,7 @@ def main() -> None:
         bundle=result["bundle"],
         report=result["report"],
         modified=result["modified"],
+        digest=release.release_digest(result["bundle"] + result["documents"]),
         namespaces=result["namespaces"],
         cas=[ca.as_dict() for ca in cas],
         custom_bundle=custom,

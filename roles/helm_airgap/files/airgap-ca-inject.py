@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helm post-renderer: airgap.renku.ca_inject over Helm's rendered manifests (stdin -> stdout).
+
+Usage: helm upgrade --install ... --post-renderer airgap-ca-inject --post-renderer-args CONFIG.json
+(Helm 4 plugin), or --post-renderer /path/airgap-ca-inject.py (Helm 3, which never passes hooks).
+CONFIG.json is written by the helm_airgap role: collections_path, ca_pems and the ca_inject options.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: airgap-ca-inject CONFIG.json < manifests", file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as handle:
+        config = json.load(handle)
+    sys.path.insert(0, config["collections_path"])
+    import yaml
+    from ansible_collections.airgap.renku.plugins.module_utils import trust
+    from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
+
+    try:
+        cas, warnings = trust.validate_cas(
+            [(f"ca_pems[{i}]", pem) for i, pem in enumerate(config["ca_pems"])], config.get("warn_days", 30)
+        )
+    except trust.CAError as exc:
+        print(f"airgap-ca-inject: CA refused: {exc}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"airgap-ca-inject: warning: {warning}", file=sys.stderr)
+    extra: dict[str, list[tuple[str, ...]]] = {}
+    for expression in config.get("pod_spec_paths", []):
+        kind, keys = parse_crd_path(expression)
+        extra.setdefault(kind, []).append(keys)
+    options = trust.InjectOptions(
+        bundle_name=config.get("bundle_name", "airgap-ca-bundle"),
+        namespace=config.get("namespace", "default"),
+        runtimes=tuple(config.get("runtimes", trust.DEFAULT_RUNTIMES)),
+        selectors=config.get("selectors", []),
+        overwrite=config.get("overwrite", False),
+        extra_paths=extra,
+        extra_namespaces=tuple(config.get("extra_namespaces", [])),
+        emit_bundle=config.get("emit_bundle", False),
+    )
+    system = ""
+    if config.get("emit_bundle") and config.get("system_bundle"):
+        with open(config["system_bundle"], encoding="utf-8") as handle:
+            system = handle.read()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    documents = [d for d in yaml.load_all(sys.stdin, Loader=loader) if d]
+    result = trust.inject(documents, cas, system, options)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    yaml.dump_all(result["bundle"] + result["documents"], sys.stdout, Dumper=dumper, sort_keys=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
