@@ -2,13 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters over the mirror lock file, for the stages that deploy from the internal registry.
 
-    {{ 'quay.io/oauth2-proxy/oauth2-proxy:v7.6.0' | airgap.renku.mirror_image(lock) }}
-    {{ chart_values | airgap.renku.mirror_values_overlay(lock) }}
-    {{ rendered_docs | airgap.renku.mirror_rewrite(lock) }}
-    {{ lock | airgap.renku.mirror_containerd_hosts('/etc/containerd/certs.d/site-ca.crt') }}
-    {{ lock | airgap.renku.mirror_crio_registries }}
-    {{ 'registry.site:5000' | airgap.renku.mirror_pull_secret(user, password, 'internal-pull', 'renku') }}
-    {{ rendered_docs | airgap.renku.mirror_attach_pull_secret('internal-pull') }}
+{{ 'quay.io/oauth2-proxy/oauth2-proxy:v7.6.0' | airgap.renku.mirror_image(lock) }}
+{{ chart_values | airgap.renku.mirror_values_overlay(lock) }}
+{{ rendered_docs | airgap.renku.mirror_rewrite(lock) }}
+{{ lock | airgap.renku.mirror_containerd_hosts('/etc/containerd/certs.d/site-ca.crt') }}
+{{ lock | airgap.renku.mirror_crio_registries }}
+{{ 'registry.site:5000' | airgap.renku.mirror_pull_secret(user, password, 'internal-pull', 'renku') }}
+{{ rendered_docs | airgap.renku.mirror_attach_pull_secret('internal-pull') }}
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
     LockError,

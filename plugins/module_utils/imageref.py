@@ -17,9 +17,8 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(
-    rf"^(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
-)
+_HOST_RE = re.compile(rf"^{_HOST}$")
+_REMAINDER = re.compile(rf"^(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
 
 
 class ImageRefError(ValueError):
@@ -74,10 +73,10 @@ def parse_image(text: str, implicit_latest: bool = True) -> ImageRef:
     """
     text = (text or "").strip()
     host, remainder = _split_host(text)
-    match = _REFERENCE.match(f"{host}/{remainder}" if host else remainder)
-    if not match:
+    match = _REMAINDER.match(remainder)
+    if not match or (host is not None and not _HOST_RE.match(host)):
         raise ImageRefError(f"{text!r} is not a valid image reference")
-    registry = (match.group("host") or DOCKER_HUB).lower()
+    registry = (host or DOCKER_HUB).lower()
     if registry in _HUB_ALIASES:
         registry = DOCKER_HUB
     path = match.group("path")
