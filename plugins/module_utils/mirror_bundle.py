@@ -181,6 +181,8 @@ def write_sums(root: str) -> None:
     lines = []
     for name in ("oci-layout", "index.json", LOCK_NAME):
         lines.append(f"{_file_sha256(os.path.join(root, name))}  {name}")
+    for name in _extra_files(root):
+        lines.append(f"{_file_sha256(os.path.join(root, name))}  {name}")
     blob_dir = os.path.join(root, "blobs", "sha256")
     for hexdigest in sorted(os.listdir(blob_dir)):
         if len(hexdigest) == 64:
@@ -188,10 +190,22 @@ def write_sums(root: str) -> None:
     _write_text(root, SUMS_NAME, "\n".join(lines) + "\n")
 
 
+def _extra_files(root: str) -> List[str]:
+    """Files other parts of a bundle put in it (charts exported by `chart_mirror`)."""
+    charts = os.path.join(root, "charts")
+    if not os.path.isdir(charts):
+        return []
+    return [
+        f"charts/{n}"
+        for n in sorted(os.listdir(charts))
+        if not n.startswith(".") and os.path.isfile(os.path.join(charts, n))
+    ]
+
+
 def make_archive(directory: str, archive: str) -> None:
     tmp = f"{archive}.partial"
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name in (SUMS_NAME, LOCK_NAME, "oci-layout", "index.json"):
+        for name in (SUMS_NAME, LOCK_NAME, "oci-layout", "index.json", *_extra_files(directory)):
             tar.add(os.path.join(directory, name), arcname=name)
         for hexdigest in sorted(os.listdir(os.path.join(directory, "blobs", "sha256"))):
             if len(hexdigest) == 64:

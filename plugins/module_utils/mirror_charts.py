@@ -87,6 +87,10 @@ def _repackage(helm: str, package: str, version: str, work: str, env: Dict[str, 
     return os.path.join(out, name)
 
 
+def _source_text(chart: Dict[str, Any]) -> str:
+    return chart["chart"] if not chart.get("repo") else f"{chart['repo'].rstrip('/')}/{chart['chart']}"
+
+
 def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: str) -> Dict[str, Any]:
     """The mapping for one chart and whether the destination already has it."""
     version, tag = oci_version(chart["version"])
@@ -95,7 +99,7 @@ def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: st
     digest = dest.manifest_digest(repo, tag)
     return {
         "name": name,
-        "source": chart["chart"] if not chart.get("repo") else f"{chart['repo'].rstrip('/')}/{chart['chart']}",
+        "source": _source_text(chart),
         "version": str(chart["version"]),
         "oci_version": version,
         "oci_tag": tag,
@@ -103,6 +107,59 @@ def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: st
         "present": digest is not None,
         "digest": digest,
     }
+
+
+def plan_download(chart: Dict[str, Any], directory: str) -> Dict[str, Any]:
+    """The mapping for a chart exported to `directory` (a bundle's `charts/`)."""
+    version, tag = oci_version(chart["version"])
+    name = chart_name(chart)
+    filename = f"{name}-{version}.tgz"
+    return {
+        "name": name,
+        "source": _source_text(chart),
+        "version": str(chart["version"]),
+        "oci_version": version,
+        "oci_tag": tag,
+        "file": filename,
+        "present": os.path.isfile(os.path.join(directory, filename)),
+    }
+
+
+def fetch_chart(chart: Dict[str, Any], entry: Dict[str, Any], helm: str, ca_file: Optional[str], work: str) -> str:
+    """The package to push: pulled (or a local .tgz), repackaged when the version must change."""
+    env = helm_env(work)
+    if os.path.isfile(chart["chart"]):
+        package = chart["chart"]
+    else:
+        pulled = os.path.join(work, "pulled")
+        os.makedirs(pulled)
+        _run([helm, "pull", *chart_source_args(chart, ca_file), "-d", pulled], env, f"helm pull {chart['chart']}")
+        (package,) = [os.path.join(pulled, n) for n in os.listdir(pulled)]
+    if _package_version(package) != entry["oci_version"]:
+        package = _repackage(helm, package, entry["oci_version"], work, env)
+    return package
+
+
+def _package_version(package: str) -> str:
+    with tarfile.open(package) as tar:
+        for member in tar.getmembers():
+            if member.name.count("/") == 1 and member.name.endswith("/Chart.yaml"):
+                handle = tar.extractfile(member)
+                text = handle.read().decode() if handle else ""
+                match = re.search(r"(?m)^version:\s*['\"]?([^'\"\s]+)", text)
+                return match.group(1) if match else ""
+    raise ChartMirrorError(f"{package} has no Chart.yaml")
+
+
+def download_chart(
+    chart: Dict[str, Any], entry: Dict[str, Any], helm: str, ca_file: Optional[str], directory: str
+) -> None:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mirror-chart-") as work:
+        package = fetch_chart(chart, entry, helm, ca_file, work)
+        tmp = os.path.join(directory, f".{entry['file']}.partial")
+        shutil.copyfile(package, tmp)
+        os.replace(tmp, os.path.join(directory, entry["file"]))
 
 
 def push_chart(
@@ -115,20 +172,14 @@ def push_chart(
 ) -> str:
     """Pull, repackage when the version changes, push; returns the pushed digest."""
     with tempfile.TemporaryDirectory(prefix="mirror-chart-") as work:
-        env = helm_env(work)
-        pulled = os.path.join(work, "pulled")
-        os.makedirs(pulled)
-        _run([helm, "pull", *chart_source_args(chart, ca_file), "-d", pulled], env, f"helm pull {chart['chart']}")
-        (package,) = [os.path.join(pulled, n) for n in os.listdir(pulled)]
-        if entry["oci_version"] != entry["version"]:
-            package = _repackage(helm, package, entry["oci_version"], work, env)
+        package = fetch_chart(chart, entry, helm, ca_file, work)
         target = entry["destination"].rsplit("/", 1)[0]
         cmd = [helm, "push", package, target]
         if ca_file:
             cmd += ["--ca-file", ca_file]
         if username:
             cmd += ["--username", username, "--password", password or ""]
-        out = _run(cmd, env, f"helm push {entry['name']}", secret=password)
+        out = _run(cmd, helm_env(work), f"helm push {entry['name']}", secret=password)
     match = re.search(r"Digest:\s*(sha256:[0-9a-f]{64})", out)
     return match.group(1) if match else ""
 

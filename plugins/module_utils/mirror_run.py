@@ -9,7 +9,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
@@ -226,16 +226,34 @@ def lock_digest_summary(lock: Dict[str, Any]) -> str:
 
 
 def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
-    """The `chart_mirror` module's work: plan each chart, push what is missing, record the mapping."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import (
-        oci_version,
-        plan_chart,
-        push_chart,
-    )
-    from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+    """The `chart_mirror` module's work: plan each chart, push (or download) what is missing, record it."""
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import oci_version
 
     for chart in params["charts"]:
         oci_version(chart["version"])  # validate every version before touching anything
+    run_one = _download_charts if params.get("download_dir") else _push_charts
+    entries = run_one(params, check_mode)
+    out: Dict[str, Any] = {"charts": entries, "changed": any(e["action"] != "present" for e in entries)}
+    lock_file = params.get("lock_file")
+    if lock_file:
+        previous = read_lock(lock_file)
+        recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
+        new = merge_lock(previous, {"apiVersion": "airgap.renku/v1", "kind": "MirrorLock", "charts": recorded})
+        new.setdefault("images", [])
+        before, after = dump_lock(previous) if previous else "", dump_lock(new)
+        if before != after:
+            out["changed"] = True
+            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
+            if not check_mode:
+                write_atomic(lock_file, after)
+        out["lock_file"] = lock_file
+    return out
+
+
+def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import plan_chart, push_chart
+    from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+
     dest = Registry(
         params["destination"],
         params.get("ca_file"),
@@ -259,18 +277,31 @@ def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
             entries.append(entry)
     finally:
         dest.close()
-    out: Dict[str, Any] = {"charts": entries, "changed": any(e["action"] == "push" for e in entries)}
-    lock_file = params.get("lock_file")
-    if lock_file:
-        previous = read_lock(lock_file)
-        recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
-        new = merge_lock(previous, {"apiVersion": "airgap.renku/v1", "kind": "MirrorLock", "charts": recorded})
-        new.setdefault("images", [])
-        before, after = dump_lock(previous) if previous else "", dump_lock(new)
-        if before != after:
-            out["changed"] = True
-            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
-            if not check_mode:
-                write_atomic(lock_file, after)
-        out["lock_file"] = lock_file
-    return out
+    return entries
+
+
+def _download_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
+    """Export side: packages (OCI-safe versions) and `charts.yaml` in `download_dir`."""
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import download_chart, plan_download
+
+    directory = params["download_dir"]
+    entries = []
+    for chart in params["charts"]:
+        entry = plan_download(chart, directory)
+        entry["action"] = "present" if entry.pop("present") else "download"
+        if entry["action"] == "download" and not check_mode:
+            download_chart(chart, entry, params.get("helm") or "helm", params.get("ca_file"), directory)
+        entries.append(entry)
+    index = yaml.safe_dump(
+        {"charts": [{k: v for k, v in e.items() if k != "action"} for e in entries]}, sort_keys=False
+    )
+    index_path = os.path.join(directory, "charts.yaml")
+    current = None
+    if os.path.exists(index_path):
+        with open(index_path, encoding="utf-8") as handle:
+            current = handle.read()
+    if current != index:
+        if not check_mode:
+            write_atomic(index_path, index)
+        entries = [dict(e, action=e["action"] if e["action"] != "present" else "index") for e in entries]
+    return entries

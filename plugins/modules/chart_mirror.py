@@ -38,7 +38,7 @@ options:
     required: true
     suboptions:
       chart:
-        description: V(oci://host/path/name), or a chart name in O(charts[].repo).
+        description: V(oci://host/path/name), a chart name in O(charts[].repo), or a local C(.tgz) file.
         type: str
         required: true
       repo:
@@ -58,9 +58,15 @@ options:
         description: Source repository password.
         type: str
   destination:
-    description: Internal OCI registry host[:port].
+    description:
+      - Internal OCI registry host[:port]. One of O(destination) and O(download_dir) is required.
     type: str
-    required: true
+  download_dir:
+    description:
+      - Export side of a bundle. Instead of pushing, write each chart (version made OCI-safe) as
+        C(<name>-<version>.tgz) into this directory with an index C(charts.yaml); the offline side
+        pushes those files (O(charts[].chart) may be a local C(.tgz) path).
+    type: path
   destination_username:
     description: Registry user.
     type: str
@@ -103,7 +109,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 charts:
-  description: The mapping, one item per chart.
+  description:
+    - The mapping, one item per chart; RV(charts[].action) is V(push), V(download), V(index) or V(present).
+    - With O(download_dir), RV(charts[].file) replaces RV(charts[].destination) and RV(charts[].digest).
   returned: always
   type: list
   elements: dict
@@ -116,6 +124,7 @@ charts:
       destination: oci://registry.site.example:5000/charts/tool
       digest: sha256:0b5e1c5f8e2b9d3b6a4c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2
       action: push
+      file: tool-1.2.3.tgz
 lock_file:
   description: Path of the lock file written.
   returned: when O(lock_file) is set
@@ -141,7 +150,8 @@ ARGUMENT_SPEC = dict(
             password=dict(type="str", no_log=True),
         ),
     ),
-    destination=dict(type="str", required=True),
+    destination=dict(type="str"),
+    download_dir=dict(type="path"),
     destination_username=dict(type="str"),
     destination_password=dict(type="str", no_log=True),
     prefix=dict(type="str", default="charts"),
@@ -152,7 +162,12 @@ ARGUMENT_SPEC = dict(
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_one_of=[["destination", "download_dir"]],
+        mutually_exclusive=[["destination", "download_dir"]],
+    )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
