@@ -202,7 +202,8 @@ class Api:
 
     # resource pools
     def list_pools(self) -> tuple[int, Any]:
-        return 200, [_pool_out(p) for p in self.store.data["pools"].values()]
+        # the list (ResourcePoolWithIdFiltered) names the cluster as `cluster_id`, a single pool as `cluster.id`
+        return 200, list(self.store.data["pools"].values())
 
     def create_pool(self, body: dict[str, Any]) -> tuple[int, Any]:
         if body.get("cluster_id"):
@@ -252,6 +253,17 @@ class Api:
         self.store.data["pools"].pop(str(pool_id), None)
         return 204, None
 
+    def add_class(self, pool_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        pool = self._pool(pool_id)
+        cls = _class_with_id(self.store, body)
+        pool["classes"].append(cls)
+        return 201, cls
+
+    def remove_class(self, pool_id: str, class_id: str) -> tuple[int, Any]:
+        pool = self._pool(pool_id)
+        pool["classes"] = [c for c in pool["classes"] if str(c["id"]) != class_id]
+        return 204, None
+
     def route(self, method: str, parts: list[str], body: Any) -> tuple[int, Any]:
         table = {
             ("GET", "version"): lambda: (200, {"version": "0.79.0-lab"}),
@@ -262,6 +274,10 @@ class Api:
         }
         if len(parts) == 1 and (method, parts[0]) in table:
             return table[(method, parts[0])]()
+        if len(parts) == 3 and parts[0] == "resource_pools" and parts[2] == "classes" and method == "POST":
+            return self.add_class(parts[1], body)
+        if len(parts) == 4 and parts[0] == "resource_pools" and parts[2] == "classes" and method == "DELETE":
+            return self.remove_class(parts[1], parts[3])
         if len(parts) == 2 and parts[0] in ("clusters", "resource_pools"):
             kind = "cluster" if parts[0] == "clusters" else "pool"
             handler = getattr(self, f"{method.lower()}_{kind}", None)

@@ -218,7 +218,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "create_namespace": {"type": "bool", "default": True},
     "labels": {"type": "dict", "default": {}},
     "token_mode": {"type": "str", "choices": ["secret", "request"], "default": "secret"},
-    "token_duration": {"type": "int", "default": 3600},
+    "token_duration": {"type": "int", "default": 3600, "no_log": False},
     "token_timeout": {"type": "int", "default": 60},
     "server": {"type": "str"},
     "server_ca_file": {"type": "path"},
