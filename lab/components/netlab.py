@@ -45,14 +45,14 @@ PORTS = {
     "rndc": 15953,
     "tftp": 16969,
     "http": 18081,
-    "haproxy_stats": 17936,
-    "lb_api": 17643,
-    "lb_machine_config": 17623,
-    "lb_https": 17443,
-    "lb_http": 17080,
+    "haproxy_stats": 19936,
+    "lb_api": 19643,
+    "lb_machine_config": 19623,
+    "lb_https": 19443,
+    "lb_http": 19080,
 }
 # small HTTP/HTTPS servers standing in for ingress routers behind HAProxy
-BACKENDS = {"ingress-a": (17081, 17091), "ingress-b": (17082, 17092)}
+BACKENDS = {"ingress-a": (19081, 19091), "ingress-b": (19082, 19092)}
 RNDC_KEY_NAME = "netlab-rndc"
 
 BIND = STATE / "bind"
@@ -179,11 +179,12 @@ def ensure_netns() -> None:
     if NETNS not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
         _run("ip", "netns", "add", NETNS)
     ns = ("ip", "-n", NETNS)
-    links = subprocess.run([*ns, "-o", "link", "show"], capture_output=True, text=True).stdout
-    if f" {BRIDGE}:" not in links:
+    listing = subprocess.run([*ns, "-o", "link", "show"], capture_output=True, text=True).stdout
+    links = {line.split(":")[1].strip().split("@")[0] for line in listing.splitlines() if ":" in line}
+    if BRIDGE not in links:
         _run(*ns, "link", "add", BRIDGE, "type", "bridge")
         _run(*ns, "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-    if f" {DUMMY}:" not in links:
+    if DUMMY not in links:
         _run(*ns, "link", "add", DUMMY, "type", "veth", "peer", "name", DUMMY + "p")
         _run(*ns, "link", "set", DUMMY, "master", BRIDGE)
     for link in ("lo", DUMMY, DUMMY + "p", BRIDGE):

@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.airgap.renku.plugins.module_utils.baremetal import (
     InventoryError,
     build_site,
     dns_zones,
+    lb_servers,
     reverse_zone_names,
 )
 
@@ -39,6 +41,11 @@ def baremetal_reverse_zones(subnet: str) -> list[str]:
         raise AnsibleFilterError(f"baremetal_reverse_zones: {exc}") from exc
 
 
+def baremetal_lb_servers(site: dict, bootstrap: bool = True, ingress_roles: list[str] | None = None) -> dict:
+    """HAProxy backend servers per frontend (api, machine_config, https, http) from a validated site."""
+    return lb_servers(site, bool(bootstrap), ingress_roles)
+
+
 class FilterModule:
     """Bare-metal inventory filters."""
 
@@ -47,4 +54,5 @@ class FilterModule:
             "baremetal_site": baremetal_site,
             "baremetal_dns_zones": baremetal_dns_zones,
             "baremetal_reverse_zones": baremetal_reverse_zones,
+            "baremetal_lb_servers": baremetal_lb_servers,
         }

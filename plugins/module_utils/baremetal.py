@@ -460,3 +460,24 @@ def _add_classless_parents(blocks: list[tuple[Net4, str]], zones: dict[str, list
             last = str(ip).rsplit(".", 1)[1]
             records.append({"name": last, "type": "CNAME", "value": f"{last}.{zone}."})
         records += [{"name": label, "type": "NS", "value": ns} for ns in ns_names]
+
+
+# --------------------------------------------------------------------------------------------------
+# load balancer
+
+
+BACKEND_PORTS = {"api": 6443, "machine_config": 22623, "https": 443, "http": 80}
+
+
+def lb_servers(site: dict, bootstrap: bool = True, ingress_roles: list[str] | None = None) -> dict[str, list[dict]]:
+    """HAProxy backend servers per frontend: API and machine config on the control plane (bootstrap
+    while `bootstrap`), ingress on `ingress_roles` hosts, falling back to workers when there are none."""
+    wanted = {"master", "bootstrap"} if bootstrap else {"master"}
+    control_plane = [h for h in site["hosts"] if h["role"] in wanted]
+    roles = set(ingress_roles or ["infra"])
+    ingress = [h for h in site["hosts"] if h["role"] in roles] or [h for h in site["hosts"] if h["role"] == "worker"]
+    servers: dict[str, list[dict]] = {}
+    for backend, port in BACKEND_PORTS.items():
+        hosts = control_plane if backend in ("api", "machine_config") else ingress
+        servers[backend] = [{"name": h["name"], "address": h["ip"], "port": port} for h in hosts]
+    return servers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.airgap.renku.plugins.filter.baremetal import FilterModule
 
 FILTERS = FilterModule().filters()

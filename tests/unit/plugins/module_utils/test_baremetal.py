@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from ansible_collections.airgap.renku.plugins.module_utils import baremetal as bm
 
 NETWORKS = [
@@ -185,3 +186,19 @@ def test_mac_helpers():
     assert bm.normalise_mac("AA-BB-CC-DD-EE-FF") == "aa:bb:cc:dd:ee:ff"
     assert bm.normalise_mac("aa:bb:cc:dd:ee") is None
     assert bm.pxe_id("aa:bb:cc:dd:ee:ff") == "01-aa-bb-cc-dd-ee-ff"
+
+
+def test_lb_servers_bootstrap_toggle_and_ingress_fallback():
+    site = bm.build_site(hosts(), NETWORKS, CLUSTER)
+    during = bm.lb_servers(site, bootstrap=True)
+    assert [s["name"] for s in during["api"]] == ["bootstrap", "master-0", "master-1", "master-2"]
+    assert during["machine_config"][0] == {"name": "bootstrap", "address": "10.77.0.20", "port": 22623}
+    after = bm.lb_servers(site, bootstrap=False)
+    assert [s["name"] for s in after["api"]] == ["master-0", "master-1", "master-2"]
+    assert [s["name"] for s in after["https"]] == ["worker-0"]  # no infra hosts: workers carry ingress
+    with_infra = [
+        *hosts(),
+        {"name": "infra-0", "role": "infra", "mac": "52:54:00:00:00:41", "ip": "10.77.0.41", "network": "machines"},
+    ]
+    servers = bm.lb_servers(bm.build_site(with_infra, NETWORKS, CLUSTER))
+    assert servers["http"] == [{"name": "infra-0", "address": "10.77.0.41", "port": 80}]
