@@ -259,6 +259,13 @@ class Api:
         pool["classes"].append(cls)
         return 201, cls
 
+    def patch_class(self, pool_id: str, class_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        for cls in self._pool(pool_id)["classes"]:
+            if str(cls["id"]) == class_id:
+                cls.update(body)
+                return 200, cls
+        raise ApiError(404, f"resource class {class_id} is not in pool {pool_id}")
+
     def remove_class(self, pool_id: str, class_id: str) -> tuple[int, Any]:
         pool = self._pool(pool_id)
         pool["classes"] = [c for c in pool["classes"] if str(c["id"]) != class_id]
@@ -278,6 +285,8 @@ class Api:
             return self.add_class(parts[1], body)
         if len(parts) == 4 and parts[0] == "resource_pools" and parts[2] == "classes" and method == "DELETE":
             return self.remove_class(parts[1], parts[3])
+        if len(parts) == 4 and parts[0] == "resource_pools" and parts[2] == "classes" and method == "PATCH":
+            return self.patch_class(parts[1], parts[3], body)
         if len(parts) == 2 and parts[0] in ("clusters", "resource_pools"):
             kind = "cluster" if parts[0] == "clusters" else "pool"
             handler = getattr(self, f"{method.lower()}_{kind}", None)

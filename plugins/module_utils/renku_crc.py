@@ -251,16 +251,22 @@ class PoolPlan:
     """How to bring an existing pool to the wanted state."""
 
     patch: dict[str, Any] = field(default_factory=dict)
+    class_patches: dict[int, dict[str, Any]] = field(default_factory=dict)
     add_classes: list[dict[str, Any]] = field(default_factory=list)
     remove_class_ids: list[int] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.patch or self.add_classes or self.remove_class_ids)
+        return not (self.patch or self.class_patches or self.add_classes or self.remove_class_ids)
 
 
 def plan_pool(want: dict[str, Any], have: dict[str, Any]) -> PoolPlan:
-    """PATCH fields and classes (by name), POST new classes, DELETE dropped ones. The quota id cannot change."""
+    """PATCH pool fields, PATCH changed classes (matched by name), POST new ones, DELETE dropped ones.
+
+    Classes are patched one by one: the pool PATCH's `classes` items (ResourceClassPatchWithId) add `id` to
+    a schema that forbids additional properties, so a strict validator of the published spec rejects them.
+    The quota id cannot change.
+    """
     plan = PoolPlan()
     quota_have = have.get("quota") or {}
     if quota_have and quota_have.get("id") != want["quota"]["id"]:
@@ -276,7 +282,6 @@ def plan_pool(want: dict[str, Any], have: dict[str, Any]) -> PoolPlan:
     if quota_patch:
         plan.patch["quota"] = quota_patch
     have_by_name = {c["name"]: c for c in have.get("classes") or []}
-    class_patches = []
     for cls in want["classes"]:
         existing = have_by_name.get(cls["name"])
         if existing is None:
@@ -284,9 +289,7 @@ def plan_pool(want: dict[str, Any], have: dict[str, Any]) -> PoolPlan:
             continue
         changed = _differs(cls, existing)
         if changed:
-            class_patches.append({**changed, "id": existing["id"]})
-    if class_patches:
-        plan.patch["classes"] = class_patches
+            plan.class_patches[existing["id"]] = changed
     wanted_names = {c["name"] for c in want["classes"]}
     plan.remove_class_ids = [c["id"] for c in have.get("classes") or [] if c["name"] not in wanted_names]
     return plan
@@ -399,6 +402,8 @@ def ensure_pool(
         client.call("DELETE", f"/resource_pools/{pool_id}/classes/{class_id}")
     for cls in plan.add_classes:
         client.call("POST", f"/resource_pools/{pool_id}/classes", cls)
+    for class_id, body in plan.class_patches.items():
+        client.call("PATCH", f"/resource_pools/{pool_id}/classes/{class_id}", body)
     if plan.patch:
         client.call("PATCH", f"/resource_pools/{pool_id}", plan.patch)
     return client.call("GET", f"/resource_pools/{pool_id}")
