@@ -8,6 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.airgap.renku.plugins.module_utils import baremetal_check as check
 from ansible_collections.airgap.renku.plugins.module_utils.baremetal import (
     InventoryError,
     build_site,
@@ -55,4 +56,17 @@ class FilterModule:
             "baremetal_dns_zones": baremetal_dns_zones,
             "baremetal_reverse_zones": baremetal_reverse_zones,
             "baremetal_lb_servers": baremetal_lb_servers,
+            # checker (playbooks/check.yml)
+            "baremetal_check_dns_expected": check.dns_expected,
+            "baremetal_check_dig_arguments": check.dig_arguments,
+            "baremetal_check_parse_dig": check.parse_dig,
+            "baremetal_check_cname_targets": check.cname_targets,
+            "baremetal_check_dns": check.dns_results,
+            "baremetal_check_tftp_expected": check.tftp_expected,
+            "baremetal_check_tftp_commands": check.tftp_commands,
+            "baremetal_check_tftp": check.tftp_results,
+            "baremetal_check_http_urls": check.http_urls,
+            "baremetal_check_http": check.http_results,
+            "baremetal_check_ports": check.port_results,
+            "baremetal_check_report": check.report,
         }
