@@ -177,7 +177,7 @@ def containerd_hosts(lock: Dict[str, Any], ca_path: str, certs_dir: str = "/etc/
         path = f"/v2/{base}" if base else "/v2"
         files[f"{certs_dir}/{source}/hosts.toml"] = (
             f"# Generated from the mirror lock file: {source} is served by {target}\n"
-            f'server = "https://{host}{path}"\n\n'
+            "# No `server` line: the public upstream is unreachable from the site; the internal registry answers.\n"
             f'[host."https://{host}{path}"]\n'
             '  capabilities = ["pull", "resolve"]\n'
             f'  ca = "{ca_path}"\n'

@@ -84,6 +84,7 @@ def progress_writer(path: Optional[str]) -> Callable[[str], None]:
     """Progress lines appended to `path` (tail it while the module runs); silent without a path."""
     if not path:
         return lambda _msg: None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     lock = threading.Lock()
     started = time.monotonic()
 
@@ -155,7 +156,7 @@ def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Everything the module does; returns its result (without `changed` for the lock file)."""
     validate_params(params)
     settings = settings_from_params(params)
-    progress = progress_writer(params.get("progress_file"))
+    progress = progress_writer(None if check_mode else params.get("progress_file"))
     mode = params["mode"]
     if mode == "verify_bundle":
         problems = verify_bundle(params["bundle"])
@@ -229,6 +230,8 @@ def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """The `chart_mirror` module's work: plan each chart, push (or download) what is missing, record it."""
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import oci_version
 
+    if params.get("packages_dir"):
+        params = dict(params, charts=packaged_charts(params["packages_dir"]))
     for chart in params["charts"]:
         oci_version(chart["version"])  # validate every version before touching anything
     run_one = _download_charts if params.get("download_dir") else _push_charts
@@ -305,3 +308,13 @@ def _download_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str,
             write_atomic(index_path, index)
         entries = [dict(e, action=e["action"] if e["action"] != "present" else "index") for e in entries]
     return entries
+
+
+def packaged_charts(directory: str) -> List[Dict[str, Any]]:
+    """Chart parameters for the packages a bundle carries (listed in its `charts.yaml`)."""
+    index = os.path.join(directory, "charts.yaml")
+    if not os.path.isfile(index):
+        raise MirrorParamError(f"packages_dir: {index} is missing; export the charts with download_dir first")
+    with open(index, encoding="utf-8") as handle:
+        entries = (yaml.safe_load(handle) or {}).get("charts") or []
+    return [{"chart": os.path.join(directory, e["file"]), "name": e["name"], "version": e["version"]} for e in entries]

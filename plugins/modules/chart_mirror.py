@@ -32,10 +32,9 @@ attributes:
     description: Shows the lock file before and after.
 options:
   charts:
-    description: Charts to mirror.
+    description: Charts to mirror. One of O(charts) and O(packages_dir) is required.
     type: list
     elements: dict
-    required: true
     suboptions:
       chart:
         description: V(oci://host/path/name), a chart name in O(charts[].repo), or a local C(.tgz) file.
@@ -67,6 +66,11 @@ options:
         C(<name>-<version>.tgz) into this directory with an index C(charts.yaml); the offline side
         pushes those files (O(charts[].chart) may be a local C(.tgz) path).
     type: path
+  packages_dir:
+    description:
+      - Offline side of a bundle. Push every package listed in C(charts.yaml) of this directory (as
+        written with O(download_dir)) instead of O(charts).
+    type: path
   destination_username:
     description: Registry user.
     type: str
@@ -92,6 +96,14 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Offline side - push the charts a bundle carries
+  airgap.renku.chart_mirror:
+    packages_dir: /media/usb/bundle/charts
+    destination: registry.site.example:5000
+    destination_username: mirror
+    destination_password: "{{ vault_registry_password }}"
+    ca_file: /etc/pki/site-ca.crt
+
 - name: Mirror the Renku chart and a chart with a v-prefixed version
   airgap.renku.chart_mirror:
     charts:
@@ -140,7 +152,6 @@ ARGUMENT_SPEC = dict(
     charts=dict(
         type="list",
         elements="dict",
-        required=True,
         options=dict(
             chart=dict(type="str", required=True),
             repo=dict(type="str"),
@@ -152,6 +163,7 @@ ARGUMENT_SPEC = dict(
     ),
     destination=dict(type="str"),
     download_dir=dict(type="path"),
+    packages_dir=dict(type="path"),
     destination_username=dict(type="str"),
     destination_password=dict(type="str", no_log=True),
     prefix=dict(type="str", default="charts"),
@@ -165,18 +177,22 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
-        required_one_of=[["destination", "download_dir"]],
-        mutually_exclusive=[["destination", "download_dir"]],
+        required_one_of=[["destination", "download_dir"], ["charts", "packages_dir"]],
+        mutually_exclusive=[
+            ["destination", "download_dir"],
+            ["charts", "packages_dir"],
+            ["download_dir", "packages_dir"],
+        ],
     )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run_charts
     from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError
 
     try:
         result = run_charts(module.params, module.check_mode)
-    except (ChartMirrorError, RegistryError) as exc:
+    except (ChartMirrorError, RegistryError, MirrorParamError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:
         result.pop("diff", None)
