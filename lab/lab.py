@@ -211,23 +211,23 @@ def control_plane(ca: LabCA, cluster: str) -> list[list[Daemon]]:
         https_ok(f"https://{LOOPBACK}:{ports['sched']}/healthz"),
     )
     tiers: list[list[Daemon]] = [[etcd], [apiserver], [kcm, sched]]
-    if (BIN / "kwok").exists():
-        tiers[2].append(
-            Daemon(
-                f"kwok-{cluster}",
-                [
-                    binary("kwok"),
-                    f"--kubeconfig={kubeconfig_path(cluster)}",
-                    "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    f"--server-address={LOOPBACK}:{ports['kwok']}",
-                    "--cidr=10.244.0.1/16",
-                    f"--node-ip={LOOPBACK}",
-                ],
-                http_ok(f"http://{LOOPBACK}:{ports['kwok']}/healthz"),
-                optional=True,
-            )
+    tiers[2].append(
+        Daemon(
+            f"kwok-{cluster}",
+            [
+                binary("kwok"),
+                f"--kubeconfig={kubeconfig_path(cluster)}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--config={Path(__file__).resolve().parent / 'kwok-stages.yaml'}",
+                f"--server-address={LOOPBACK}:{ports['kwok']}",
+                "--cidr=10.244.0.1/16",
+                f"--node-ip={LOOPBACK}",
+                "--v=WARN",
+            ],
+            http_ok(f"http://{LOOPBACK}:{ports['kwok']}/healthz"),
         )
+    )
     return tiers
 
 
