@@ -1,0 +1,394 @@
+"""The render -> ca_inject -> apply pipeline on the lab, and proof that the injected trust really works.
+
+- the helm_airgap scenario deploys the Renku-shaped fixture chart into the local cluster
+  (check -> converge -> idempotence -> verify), then every pod template read back from the API is
+  checked per runtime, hooks included; a further converge changes nothing and leaves the generated
+  Secret byte-for-byte unchanged;
+- outside Kubernetes, each runtime's variable with the *deployed* bundle reaches an HTTPS server
+  signed by the lab CA and fails without it (Python requests, OpenSSL via Python ssl, curl, Node,
+  git clone from the lab git server, Java with the trust store built by the init container's script);
+- a Helm 3 post-renderer leaves hooks unpatched; the Helm 4 plugin and the pipeline do not;
+- bad CA inputs are refused before anything reaches the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
+
+CHART = ROOT / "tests" / "fixtures" / "charts" / "renku-like"
+PLUGIN_SRC = ROOT / "roles" / "helm_airgap" / "files" / "airgap-ca-inject.py"
+BUNDLE_DIR = "/etc/airgap-ca"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+APPLY_TASK = (
+    "airgap.renku.helm_airgap : Apply the release (bundle first, hooks in Helm's order, prune, existing Secrets kept)"
+)
+NAMESPACE = f"ca-pipe-{WORKER}-{uuid.uuid4().hex[:5]}"
+
+pytestmark = pytest.mark.lab
+
+
+# --------------------------------------------------------------------------------------------------
+# fixtures
+
+
+def kwok_running() -> bool:
+    status = subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "status"], capture_output=True, text=True)
+    return any(line.startswith("kwok-local") and " healthy" in line for line in status.stdout.splitlines())
+
+
+@pytest.fixture(scope="module")
+def api(lab_env):
+    return config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"])
+
+
+@pytest.fixture(scope="module")
+def deployed(lab_env, api):
+    """The fixture chart deployed through the pipeline scenario; yields the scenario results."""
+    extra = {"helm_airgap_test_namespace": NAMESPACE, "helm_airgap_test_wait_hooks": kwok_running()}
+    results = run_scenario("helm_airgap", extra_vars=extra)
+    yield results
+    core = client.CoreV1Api(api)
+    for namespace in (NAMESPACE, f"{NAMESPACE}-sessions"):
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="module")
+def bundle_files(deployed, api, tmp_path_factory) -> Path:
+    """The bundle ConfigMap as deployed, written out as the pod would see it in /etc/airgap-ca."""
+    config_map = client.CoreV1Api(api).read_namespaced_config_map("airgap-ca-bundle", NAMESPACE)
+    directory = tmp_path_factory.mktemp("airgap-ca")
+    for key, value in config_map.data.items():
+        (directory / key).write_text(value)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def https_server(lab_env):
+    """A loopback HTTPS server with a leaf certificate from the lab CA."""
+    sys.path.insert(0, str(ROOT / "lab"))
+    import labpki
+
+    cert, key = labpki.LabCA(Path(lab_env["LAB_STATE"]) / "pki").issue(
+        f"ca-inject-test-{WORKER}", "localhost", ["127.0.0.1", "localhost"]
+    )
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"trusted\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No inherited CA variables: only what the test injects counts."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8", **extra}
+
+
+def pod_templates(api) -> list[tuple[str, dict]]:
+    apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
+    found = []
+    for item in apps.list_namespaced_deployment(NAMESPACE).items + apps.list_namespaced_stateful_set(NAMESPACE).items:
+        found.append(
+            (f"{item.kind or 'workload'}/{item.metadata.name}", api.sanitize_for_serialization(item.spec.template.spec))
+        )
+    for item in batch.list_namespaced_job(NAMESPACE).items:
+        found.append((f"Job/{item.metadata.name}", api.sanitize_for_serialization(item.spec.template.spec)))
+    for item in batch.list_namespaced_cron_job(NAMESPACE).items:
+        spec = item.spec.job_template.spec.template.spec
+        found.append((f"CronJob/{item.metadata.name}", api.sanitize_for_serialization(spec)))
+    return found
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+
+def deployed_env(api, workload: str, container: str) -> dict[str, str]:
+    for name, spec in pod_templates(api):
+        if name.endswith("/" + workload):
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                if c["name"] == container:
+                    return env_of(c)
+    raise AssertionError(f"{workload}/{container} not deployed")
+
+
+def as_local(value: str, bundle_files: Path) -> str:
+    return value.replace(BUNDLE_DIR, str(bundle_files))
+
+
+# --------------------------------------------------------------------------------------------------
+# the pipeline on the cluster
+
+
+def test_every_container_of_every_pod_template_carries_its_runtime_settings(deployed, api):
+    templates = pod_templates(api)
+    names = {name.split("/", 1)[1] for name, _ in templates}
+    assert {"demo-db-init", "demo-gitlab-check", "demo-post-install", "demo-data-tasks", "demo-postgresql"} <= names
+    expected = {
+        "REQUESTS_CA_BUNDLE": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "SSL_CERT_FILE": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "CURL_CA_BUNDLE": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "GIT_SSL_CAINFO": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "NODE_EXTRA_CA_CERTS": f"{BUNDLE_DIR}/custom-ca.crt",
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "PIP_CERT": f"{BUNDLE_DIR}/ca-bundle.crt",
+        "AWS_CA_BUNDLE": f"{BUNDLE_DIR}/ca-bundle.crt",
+    }
+    checked = 0
+    for name, spec in templates:
+        assert {"name": "airgap-ca-bundle", "configMap": {"name": "airgap-ca-bundle", "defaultMode": 420}} in spec[
+            "volumes"
+        ], name
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            if container["name"].startswith("airgap-ca-java-"):
+                continue
+            env = env_of(container)
+            assert {k: env.get(k) for k in expected} == expected, f"{name}/{container['name']}"
+            assert any(m["mountPath"] == BUNDLE_DIR for m in container["volumeMounts"]), name
+            checked += 1
+        java = [c for c in spec["containers"] if "temurin" in c["image"]]
+        for container in java:
+            init = spec["initContainers"][0]
+            assert init["name"] == f"airgap-ca-java-{container['name']}", name
+            assert init["image"] == container["image"]
+            assert f"/var/run/airgap-ca/java/{container['name']}/cacerts" in env_of(container)["JAVA_TOOL_OPTIONS"]
+    assert checked >= 10
+
+
+def test_second_deploy_changes_nothing_and_keeps_the_generated_secret(deployed, api, lab_env):
+    core = client.CoreV1Api(api)
+    before = core.read_namespaced_secret("demo-generated", NAMESPACE)
+    render = [lab_env["HELM"], "template", "demo", str(CHART)]
+    first, second = (subprocess.run(render, capture_output=True, text=True, check=True).stdout for _ in range(2))
+    assert first != second, "the chart regenerates its password on every offline render"
+    again = run_playbook(SCENARIOS / "helm_airgap" / "converge.yml",
+                         extra_vars={"helm_airgap_test_namespace": NAMESPACE,
+                                     "helm_airgap_test_wait_hooks": kwok_running()})  # fmt: skip
+    assert again.rc == 0, again.output[-3000:]
+    assert again.changed == 0, again.changed_tasks()
+    after = core.read_namespaced_secret("demo-generated", NAMESPACE)
+    assert after.data == before.data
+    assert after.metadata.resource_version == before.metadata.resource_version
+    applied = again.task_results(APPLY_TASK)
+    assert f"v1/Secret/{NAMESPACE}/demo-generated" in applied[0]["kept_secrets"]
+    assert applied[0]["hooks_run"] == []
+
+
+def test_hooks_ran_in_helm_order(deployed):
+    results = deployed["converge"].task_results(APPLY_TASK)
+    hooks = results[0]["hooks_run"]
+    assert hooks == [
+        f"batch/v1/Job/{NAMESPACE}/demo-db-init",
+        f"batch/v1/Job/{NAMESPACE}/demo-gitlab-check",
+        f"batch/v1/Job/{NAMESPACE}/demo-post-install",
+    ]
+    assert results[0]["phase"] == "install"
+
+
+# --------------------------------------------------------------------------------------------------
+# the trust works outside Kubernetes, with the deployed bundle and the deployed variables
+
+PY_REQUESTS = "import requests, sys; print(requests.get(sys.argv[1], timeout=10).status_code)"
+PY_OPENSSL = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)"
+NODE_GET = (
+    "require('https').get(process.argv[1], r => console.log(r.statusCode))"
+    ".on('error', e => { console.error(e.message); process.exit(1) })"
+)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "variable", "argv"),
+    [
+        ("python requests", "REQUESTS_CA_BUNDLE", [sys.executable, "-c", PY_REQUESTS]),
+        ("openssl (python ssl)", "SSL_CERT_FILE", [sys.executable, "-c", PY_OPENSSL]),
+        ("curl", "CURL_CA_BUNDLE", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"]),
+        ("node", "NODE_EXTRA_CA_CERTS", ["node", "-e", NODE_GET]),
+    ],
+)
+def test_injected_variable_makes_the_runtime_trust_the_lab_ca(deployed, api, bundle_files, https_server, runtime,
+                                                               variable, argv):  # fmt: skip
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed")
+    value = deployed_env(api, "demo-data-service", "data-service")[variable]
+    without = subprocess.run([*argv, https_server], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert without.returncode != 0, f"{runtime} trusted the lab CA without the variable: {without.stdout}"
+    env = clean_env(**{variable: as_local(value, bundle_files)})
+    with_it = subprocess.run([*argv, https_server], env=env, capture_output=True, text=True, timeout=60)
+    assert with_it.returncode == 0, with_it.stderr
+    assert "200" in with_it.stdout
+
+
+def test_git_clone_from_the_lab_git_server_with_the_injected_setting(deployed, api, bundle_files, lab_env, tmp_path):
+    if "LAB_GIT_URL" not in lab_env:
+        pytest.skip("the lab git server is not part of this lab")
+    url = f"{lab_env['LAB_GIT_URL']}/renku-python-template.git"
+    value = deployed_env(api, "demo-gateway", "gateway")["GIT_SSL_CAINFO"]
+    without = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "a")], env=clean_env(), capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert without.returncode != 0
+    assert "certificate" in without.stderr
+    env = clean_env(GIT_SSL_CAINFO=as_local(value, bundle_files))
+    cloned = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "b")], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert cloned.returncode == 0, cloned.stderr
+    assert (tmp_path / "b" / ".gitlab-ci.yml").exists()
+
+
+JAVA_CLIENT = """
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+
+public class Client {
+    public static void main(String[] args) throws Exception {
+        HttpResponse<String> response = HttpClient.newHttpClient()
+            .send(HttpRequest.newBuilder(URI.create(args[0])).build(), HttpResponse.BodyHandlers.ofString());
+        System.out.println("status " + response.statusCode());
+    }
+}
+"""
+
+
+def test_java_trust_store_from_the_init_container_script(deployed, api, bundle_files, https_server, tmp_path):
+    if shutil.which("java") is None or shutil.which("keytool") is None:
+        pytest.skip("java/keytool are not installed")
+    spec = next(s for n, s in pod_templates(api) if n.endswith("/demo-keycloak"))
+    init, main = spec["initContainers"][0], spec["containers"][0]
+    store_dir = tmp_path / "java"
+    init_env = {k: as_local(v, bundle_files).replace("/var/run/airgap-ca/java", str(store_dir))
+                for k, v in env_of(init).items()}  # fmt: skip
+    script = as_local(init["command"][1], bundle_files)
+    built = subprocess.run(["sh", script], env=clean_env(**init_env), capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    assert "+ 1 custom CA(s)" in built.stdout
+    (tmp_path / "Client.java").write_text(JAVA_CLIENT)
+    options = env_of(main)["JAVA_TOOL_OPTIONS"].replace("/var/run/airgap-ca/java", str(store_dir))
+    run = ["java", str(tmp_path / "Client.java"), https_server]
+    without = subprocess.run(run, env=clean_env(), capture_output=True, text=True, timeout=180)
+    assert without.returncode != 0
+    assert "PKIX" in without.stderr or "certification path" in without.stderr
+    with_it = subprocess.run(run, env=clean_env(JAVA_TOOL_OPTIONS=options), capture_output=True, text=True,
+                             timeout=180)  # fmt: skip
+    assert with_it.returncode == 0, with_it.stderr
+    assert "status 200" in with_it.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# Helm 3 post-renderers never see hooks; the Helm 4 plugin and the pipeline do
+
+
+def post_renderer_config(tmp_path: Path, lab_env) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"collections_path": str(ROOT / "build" / "collections"),
+                                "ca_pems": [Path(lab_env["LAB_CA"]).read_text()], "namespace": "demo"}))  # fmt: skip
+    return path
+
+
+def hooks_and_regular(output: str) -> tuple[list[dict], list[dict]]:
+    docs = [d for d in yaml.safe_load_all(output) if d]
+    hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+    regular = [d for d in docs if d not in hooks and d["kind"] in ("Deployment", "StatefulSet", "CronJob")]
+    return hooks, regular
+
+
+def first_container_env(doc: dict) -> dict[str, str]:
+    spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"] if doc["kind"] == "CronJob" else (
+        doc["spec"].get("template", {}).get("spec") or doc["spec"])  # fmt: skip
+    return env_of(spec["containers"][0])
+
+
+def test_helm3_post_renderer_leaves_hooks_unpatched_helm4_plugin_does_not(lab_env, tmp_path):
+    helm3 = lab_env.get("HELM3", "")
+    if not Path(helm3).exists():
+        pytest.skip("helm3 is not built in this lab")
+    cfg = post_renderer_config(tmp_path, lab_env)
+    wrapper = tmp_path / "post-render.sh"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {PLUGIN_SRC} {cfg}\n")
+    wrapper.chmod(0o755)
+    env = clean_env(HELM_CACHE_HOME=str(tmp_path / "c"), HELM_CONFIG_HOME=str(tmp_path / "h"),
+                    HELM_DATA_HOME=str(tmp_path / "d"))  # fmt: skip
+    v3 = subprocess.run([helm3, "template", "demo", str(CHART), "--post-renderer", str(wrapper)], env=env,
+                        capture_output=True, text=True, check=True)  # fmt: skip
+    hooks, regular = hooks_and_regular(v3.stdout)
+    assert len(hooks) == 4 and regular
+    assert all("REQUESTS_CA_BUNDLE" in first_container_env(d) for d in regular)
+    assert all("REQUESTS_CA_BUNDLE" not in first_container_env(d) for d in hooks), "Helm 3 hooks unpatched"
+
+    plugins = tmp_path / "plugins" / "airgap-ca-inject"
+    plugins.mkdir(parents=True)
+    shutil.copy(PLUGIN_SRC, plugins / "airgap-ca-inject.py")
+    (plugins / "plugin.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "name": "airgap-ca-inject", "version": "0.1.0", "type": "postrenderer/v1",
+                        "runtime": "subprocess", "runtimeConfig": {"platformCommand": [
+                            {"command": sys.executable, "args": ["${HELM_PLUGIN_DIR}/airgap-ca-inject.py"]}]}})
+    )  # fmt: skip
+    v4 = subprocess.run([lab_env["HELM"], "template", "demo", str(CHART), "--post-renderer", "airgap-ca-inject",
+                         "--post-renderer-args", str(cfg)], env={**env, "HELM_PLUGINS": str(tmp_path / "plugins")},
+                        capture_output=True, text=True)  # fmt: skip
+    assert v4.returncode == 0, v4.stderr
+    hooks, regular = hooks_and_regular(v4.stdout)
+    assert len(hooks) == 4
+    assert all("REQUESTS_CA_BUNDLE" in first_container_env(d) for d in hooks + regular)
+
+
+# --------------------------------------------------------------------------------------------------
+# bad CA inputs
+
+
+@pytest.mark.parametrize("kind", ["leaf", "private key"])
+def test_bad_ca_is_refused_before_anything_is_applied(lab_env, api, tmp_path, kind):
+    sys.path.insert(0, str(ROOT / "lab"))
+    import labpki
+
+    cert, key = labpki.LabCA(Path(lab_env["LAB_STATE"]) / "pki").issue(f"ca-inject-leaf-{WORKER}", "leaf.lab")
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(cert.read_bytes() if kind == "leaf" else key.read_bytes())
+    namespace = f"ca-bad-{WORKER}-{uuid.uuid4().hex[:5]}"
+    result = run_playbook(
+        SCENARIOS / "helm_airgap" / "converge.yml",
+        extra_vars={"helm_airgap_test_namespace": namespace, "helm_airgap_test_ca_file": str(bad)},
+    )
+    assert result.rc != 0
+    expected = "is not a CA" if kind == "leaf" else "contains a private key"
+    assert expected in result.output and "CA refused, nothing was transformed" in result.output
+    assert str(bad) in result.output
+    names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+    assert namespace not in names and f"{namespace}-sessions" not in names
+
+
+def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
+    secret = client.CoreV1Api(api).read_namespaced_secret("airgap-ca-bundle", f"{NAMESPACE}-sessions")
+    custom = base64.b64decode(secret.data["custom-ca.crt"]).decode()
+    assert custom.strip() == Path(lab_env["LAB_CA"]).read_text().strip()
