@@ -66,7 +66,7 @@ sanity: deps
 	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no
 
 lint: deps
-	ansible-lint -q --profile production
+	NO_COLOR=1 ansible-lint -q --profile production
 
 integration: lab-up
 	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) -p no:cacheprovider
