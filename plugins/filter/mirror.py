@@ -73,6 +73,16 @@ def mirror_attach_pull_secret(documents: list, secret_name: str) -> list:
     return _guard("mirror_attach_pull_secret", attach_pull_secret, list(documents), secret_name)
 
 
+def mirror_service_account(name: str, namespace: str, secret_name: str) -> dict:
+    """A ServiceAccount (to apply) listing the pull Secret in imagePullSecrets."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace},
+        "imagePullSecrets": [{"name": secret_name}],
+    }
+
+
 class FilterModule:
     """Mirror lock file filters."""
 
@@ -85,4 +95,5 @@ class FilterModule:
             "mirror_crio_registries": mirror_crio_registries,
             "mirror_pull_secret": mirror_pull_secret,
             "mirror_attach_pull_secret": mirror_attach_pull_secret,
+            "mirror_service_account": mirror_service_account,
         }

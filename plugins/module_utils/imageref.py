@@ -127,8 +127,13 @@ def candidates_in_arg(arg: str) -> list[str]:
 
 
 def map_repository(ref: ImageRef, prefix: str, keep_registry_host: bool) -> str:
-    """Destination repository path: `<prefix>/<source host>/<path>` (or without the host)."""
-    parts = [p.strip("/") for p in (prefix, ref.registry if keep_registry_host else "", ref.repository)]
+    """Destination repository path: `<prefix>/<source host>/<path>` (or without the host).
+
+    A port in the host becomes `_port` (`registry.example:5000` -> `registry.example_5000`): a
+    repository path may not contain `:`.
+    """
+    host = ref.registry.replace(":", "_") if keep_registry_host else ""
+    parts = [p.strip("/") for p in (prefix, host, ref.repository)]
     return "/".join(p for p in parts if p)
 
 

@@ -166,7 +166,7 @@ def chart_source_args(chart: Dict[str, Any], ca_file: Optional[str]) -> List[str
     args = [chart["chart"]]
     if chart.get("repo"):
         args += ["--repo", chart["repo"]]
-    if chart.get("version"):
+    if chart.get("version") and not os.path.exists(chart["chart"]):  # a local chart has one version
         args += ["--version", str(chart["version"])]
     if ca_file:
         args += ["--ca-file", ca_file]

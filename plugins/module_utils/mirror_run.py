@@ -207,6 +207,10 @@ def _shape(
         out["changed"] = result.stats.blobs_copied > 0
     else:
         out["changed"] = result.stats.images_copied > 0
+    if params.get("output_dir") and not result.errors and params["mode"] != "export":
+        written = write_outputs(params, lock, check_mode)
+        out["outputs"] = written
+        out["changed"] = out["changed"] or any(f["changed"] for f in written)
     lock_file = params.get("lock_file")
     if lock_file and not result.errors:
         previous = read_lock(lock_file)
@@ -318,3 +322,71 @@ def packaged_charts(directory: str) -> List[Dict[str, Any]]:
     with open(index, encoding="utf-8") as handle:
         entries = (yaml.safe_load(handle) or {}).get("charts") or []
     return [{"chart": os.path.join(directory, e["file"]), "name": e["name"], "version": e["version"]} for e in entries]
+
+
+# --------------------------------------------------------------------------------------------------
+# files later stages and node configuration use
+
+
+def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> Dict[str, Any]:
+    import subprocess
+
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+        DiscoveryError,
+        chart_source_args,
+        helm_env,
+    )
+
+    cmd = [params.get("helm") or "helm", "show", "values", *chart_source_args(chart, params.get("ca_file"))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env(home), check=False)
+    if proc.returncode != 0:
+        raise DiscoveryError(f"helm show values {chart['chart']} failed: {proc.stderr.strip()[-1000:]}")
+    return yaml.safe_load(proc.stdout) or {}
+
+
+def output_files(params: Dict[str, Any], lock: Dict[str, Any]) -> Dict[str, str]:
+    """Relative path -> content of every generated file (values overlays, containerd, CRI-O, CA)."""
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import chart_name
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
+        containerd_hosts,
+        crio_registries_conf,
+        values_overlay,
+    )
+
+    files: Dict[str, str] = {}
+    charts = params.get("charts") or []
+    carried = os.path.join(params.get("bundle") or "", "charts")
+    if not charts and params["mode"] == "import" and os.path.isfile(os.path.join(carried, "charts.yaml")):
+        charts = packaged_charts(carried)
+    with tempfile.TemporaryDirectory(prefix="mirror-values-") as home:
+        for chart in charts:
+            overlay, _used = values_overlay(_chart_values(chart, params, home), lock)
+            header = f"# Generated from the mirror lock file: image values of {chart['chart']} pinned by digest.\n"
+            files[f"values/{chart_name(chart)}.yaml"] = header + yaml.safe_dump(overlay, sort_keys=False)
+    node_ca = params.get("node_ca_path") or "/etc/containerd/certs.d/site-ca.crt"
+    for path, content in containerd_hosts(lock, node_ca, "runtime/etc/containerd/certs.d").items():
+        files[path] = content
+    files["runtime/etc/containers/registries.conf.d/50-airgap-mirror.conf"] = crio_registries_conf(lock)
+    if params.get("ca_file"):
+        with open(params["ca_file"], encoding="utf-8") as handle:
+            ca = handle.read()
+        files["runtime" + node_ca] = ca
+        files[f"runtime/etc/containers/certs.d/{params['destination']}/ca.crt"] = ca
+    return files
+
+
+def write_outputs(params: Dict[str, Any], lock: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
+    """Write the generated files under `output_dir` when their content differs; report each."""
+    root = params["output_dir"]
+    report = []
+    for rel, content in sorted(output_files(params, lock).items()):
+        path = os.path.join(root, rel)
+        current = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                current = handle.read()
+        changed = current != content
+        if changed and not check_mode:
+            write_atomic(path, content)
+        report.append({"path": path, "changed": changed})
+    return report

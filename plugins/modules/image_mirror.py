@@ -183,6 +183,19 @@ options:
   progress_file:
     description: Append progress lines to this file while running (follow it with C(tail -f)).
     type: path
+  output_dir:
+    description:
+      - Write what later stages use under this directory, from the lock of this run (not in V(export) mode).
+      - C(values/<chart>.yaml), a values overlay per chart of O(charts) (from C(helm show values)) pinning every
+        image value to the destination by digest.
+      - C(runtime/etc/containerd/certs.d/<registry>/hosts.toml) per source registry and
+        C(runtime/etc/containers/registries.conf.d/50-airgap-mirror.conf), with the CA at O(node_ca_path) and
+        C(runtime/etc/containers/certs.d/<destination>/ca.crt) (copy the C(runtime/) tree onto the nodes).
+    type: path
+  node_ca_path:
+    description: Path of the site CA on the nodes, written into C(hosts.toml).
+    type: str
+    default: /etc/containerd/certs.d/site-ca.crt
 notes:
   - The copy engine is the collection's own registry client (streaming, cross-repository mounts, one
     connection pool for all images); see the role README for the measured comparison with skopeo.
@@ -282,6 +295,12 @@ rejected:
   returned: always
   type: dict
   sample: {"docker.io/team/not-an-image:abc": ["Deployment/x ... env TOKEN"]}
+outputs:
+  description: Files generated under O(output_dir) and whether each changed.
+  returned: when O(output_dir) is set
+  type: list
+  elements: dict
+  sample: [{path: /srv/site/mirror/values/renku.yaml, changed: true}]
 problems:
   description: Bundle checksum problems (V(verify_bundle) mode).
   returned: when O(mode=verify_bundle)
@@ -350,6 +369,8 @@ ARGUMENT_SPEC = dict(
     bundle_archive=dict(type="path"),
     verify_all=dict(type="bool", default=False),
     progress_file=dict(type="path"),
+    output_dir=dict(type="path"),
+    node_ca_path=dict(type="str", default="/etc/containerd/certs.d/site-ca.crt"),
 )
 
 

@@ -84,6 +84,7 @@ def test_map_repository_keeps_host_under_prefix():
     assert map_repository(ref, "mirror", True) == "mirror/docker.io/library/alpine"
     assert map_repository(ref, "", False) == "library/alpine"
     assert map_repository(ref, "/site/", False) == "site/library/alpine"
+    assert map_repository(parse_image("127.0.0.1:5074/team/app:1"), "site", True) == "site/127.0.0.1_5074/team/app"
 
 
 def test_rewrite_source_per_registry():

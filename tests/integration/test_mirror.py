@@ -1,0 +1,438 @@
+"""image_mirror, chart_mirror and the mirror role against the lab's real registries and Helm.
+
+Destructive cases (a registry killed mid-copy, a fresh registry for a bundle import) use private
+`docker-registry` daemons on their own ports, started and stopped here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+    Endpoint,
+    MirrorSettings,
+    RegistryPool,
+    mirror_images,
+    plan_images,
+    verify_image,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import (
+    export_bundle,
+    import_bundle,
+    verify_bundle,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+    confirm_candidates,
+    discover,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
+from ansible_collections.airgap.renku.plugins.module_utils.registry import (
+    OCI_MANIFEST,
+    Manifest,
+    Registry,
+    sha256_digest,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab"))
+import labcore  # noqa: E402
+from playbook import run_scenario  # noqa: E402
+
+LAB_IMAGES = [
+    "docker.io/library/alpine:3.20",  # OCI index, 2 platforms
+    "docker.io/library/busybox:1.36",  # Docker manifest list, 3 platforms
+    "docker.io/library/postgres:16",  # Docker schema 2, single
+    "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+    "ghcr.io/swissdatasciencecenter/renku/session-base:py3.12",
+]
+KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT = 5071, 5072, 5073, 5074
+
+
+def rewrites(upstream: str) -> dict[str, str]:
+    return {host: f"{upstream}/{host}" for host in ("docker.io", "quay.io", "ghcr.io")}
+
+
+def settings(lab_env: dict, destination: str, prefix: str, auth: bool = True, **extra) -> MirrorSettings:
+    return MirrorSettings(
+        destination=Endpoint(
+            destination,
+            lab_env["LAB_CA"],
+            lab_env["REGISTRY_INTERNAL_USER"] if auth else None,
+            lab_env["REGISTRY_INTERNAL_PASSWORD"] if auth else None,
+        ),
+        prefix=prefix,
+        source_rewrites=rewrites(lab_env["REGISTRY_UPSTREAM"]),
+        ca_file=lab_env["LAB_CA"],
+        **extra,
+    )
+
+
+class PrivateRegistry:
+    """A docker-registry of our own (TLS from the lab CA), to kill or to start empty."""
+
+    def __init__(self, name: str, port: int, root: Path, auth: bool) -> None:
+        ca = labcore.LabCA(labcore.PKI)
+        self.daemon = labcore.registry_daemon(ca, name, port, auth=auth, root=root)
+        self.host = f"127.0.0.1:{port}"
+
+    def start(self) -> PrivateRegistry:
+        self.daemon.start()
+        labcore.wait_healthy([self.daemon], timeout=30)
+        return self
+
+    def kill(self) -> None:
+        pid = self.daemon.pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            while labcore.process_runs(pid, self.daemon.argv[0]):
+                labcore._reap(pid)
+                time.sleep(0.05)
+        self.daemon.pidfile.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+
+@pytest.fixture
+def private_registry(tmp_path):
+    started: list[PrivateRegistry] = []
+
+    def make(name: str, port: int, auth: bool = True) -> PrivateRegistry:
+        reg = PrivateRegistry(f"{name}-{os.getpid()}", port, tmp_path / name, auth).start()
+        started.append(reg)
+        return reg
+
+    yield make
+    for reg in started:
+        reg.stop()
+
+
+def _chunks(seed: int, size: int, chunk: int = 1 << 20):
+    rng = random.Random(seed)
+    left = size
+    while left > 0:
+        n = min(chunk, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def push_generated_image(reg: Registry, repo: str, tag: str, layer_sizes: list[int], seed: int) -> str:
+    """An image whose layers are generated streams (never held whole in memory)."""
+    layers = []
+    for i, size in enumerate(layer_sizes):
+        hasher = hashlib.sha256()
+        for part in _chunks(seed * 100 + i, size):
+            hasher.update(part)
+        digest = "sha256:" + hasher.hexdigest()
+        if not reg.has_blob(repo, digest):
+            reg.upload_blob(repo, digest, _chunks(seed * 100 + i, size))
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+    config_digest = sha256_digest(config)
+    reg.upload_blob(repo, config_digest, [config])
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": layers,
+        }
+    ).encode()
+    return reg.put_manifest(repo, tag, Manifest(body, OCI_MANIFEST, sha256_digest(body)))
+
+
+def _index_children(reg: Registry, repo: str, ref: str) -> tuple[str, list[str]]:
+    top = reg.get_manifest(repo, ref)
+    assert top is not None
+    children = [m["digest"] for m in top.json().get("manifests", [])]
+    return top.digest, children
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_multi_arch_digests_identical_and_rerun_copies_nothing(lab_env):
+    prefix = f"test-mirror-{uuid.uuid4().hex[:8]}"
+    conf = settings(lab_env, lab_env["REGISTRY_INTERNAL"], prefix)
+    first = mirror_images(LAB_IMAGES, conf)
+    assert first.errors == []
+    assert first.stats.images_copied == len(LAB_IMAGES)
+    assert first.stats.blobs_mounted > 0  # shared base layers crossed repositories by mount, not by copy
+
+    upstream = Registry(lab_env["REGISTRY_UPSTREAM"], lab_env["LAB_CA"])
+    internal = Registry(
+        lab_env["REGISTRY_INTERNAL"],
+        lab_env["LAB_CA"],
+        lab_env["REGISTRY_INTERNAL_USER"],
+        lab_env["REGISTRY_INTERNAL_PASSWORD"],
+    )
+    for image in ("docker.io/library/alpine:3.20", "docker.io/library/busybox:1.36"):
+        path, tag = image.rsplit(":", 1)
+        src_digest, src_children = _index_children(upstream, path, tag)
+        dst_digest, dst_children = _index_children(internal, f"{prefix}/{path}", tag)
+        assert (dst_digest, dst_children) == (src_digest, src_children)
+        assert len(dst_children) >= 2
+        for child in dst_children:  # every platform manifest is there under its own digest
+            assert internal.manifest_digest(f"{prefix}/{path}", child) == child
+
+    lock = first.lock()
+    again = mirror_images(LAB_IMAGES, conf, previous_lock=lock)
+    assert again.errors == []
+    assert (again.stats.images_copied, again.stats.blobs_copied, again.stats.bytes_copied) == (0, 0, 0)
+    assert again.stats.images_present == len(LAB_IMAGES)
+    # without the lock file the rerun still copies nothing (it compares digests at the destination)
+    cold_plan = mirror_images(LAB_IMAGES, conf, verify_all=True)
+    assert cold_plan.stats.images_copied == 0 and cold_plan.errors == []
+
+
+def test_killed_destination_leaves_no_partial_tag_and_rerun_completes(lab_env, private_registry):
+    source = private_registry("mirror-kill-src", KILL_SRC_PORT, auth=False)
+    src = Registry(source.host, lab_env["LAB_CA"])
+    refs = []
+    for i in range(6):
+        push_generated_image(src, f"team/big{i}", "1.0", [12 << 20, 4 << 20], seed=7000 + i)
+        refs.append(f"{source.host}/team/big{i}:1.0")
+    dest = private_registry("mirror-kill-dst", KILL_PORT)
+    conf = MirrorSettings(
+        destination=Endpoint(
+            dest.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+        ),
+        prefix="site",
+        ca_file=lab_env["LAB_CA"],
+        parallel=2,
+    )
+    copied = threading.Event()
+
+    def progress(msg: str) -> None:
+        if msg.startswith("blob "):
+            copied.set()
+
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.setdefault("r", mirror_images(refs, conf, progress=progress)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not copied.wait(0.05) and worker.is_alive() and time.monotonic() < deadline:
+        pass
+    assert copied.is_set() and worker.is_alive(), f"no blob copied before the end: {result.get('r')}"
+    dest.kill()
+    worker.join(120)
+    interrupted = result["r"]
+    assert interrupted.errors, "the copy should have failed with the destination gone"
+
+    dest.start()
+    pool = RegistryPool(conf)
+    try:
+        plans = [p for p in plan_images(refs, conf, pool) if not p.error]
+        assert len(plans) == len(refs)
+        for plan in plans:  # a tag that exists points at a complete image
+            if plan.present:
+                assert verify_image(plan, pool, blobs=True) == []
+    finally:
+        pool.close()
+    rerun = mirror_images(refs, conf, verify_all=True)
+    assert rerun.errors == []
+    assert rerun.stats.images_copied + interrupted.stats.images_copied >= len(refs)
+    assert rerun.stats.images_present + rerun.stats.images_copied == len(refs)
+
+
+def test_bundle_export_import_into_fresh_registry(lab_env, private_registry, tmp_path):
+    export_conf = settings(lab_env, "", "")
+    directory, archive = tmp_path / "bundle", tmp_path / "bundle.tar"
+    exported = export_bundle(LAB_IMAGES, export_conf, str(directory), str(archive))
+    assert exported.errors == []
+    assert verify_bundle(str(archive)) == []
+    blob_files = list((directory / "blobs" / "sha256").iterdir())
+    assert len({f.name for f in blob_files}) == len(blob_files)  # content-addressed: each blob once
+    lock = yaml.safe_load((directory / "mirror-lock.yaml").read_text())
+    assert {e["source"] for e in lock["images"]} == set(LAB_IMAGES)
+
+    # an altered bundle is noticed
+    victim = sorted(blob_files)[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original + b"x")
+    assert any("checksum mismatch" in p for p in verify_bundle(str(directory)))
+    victim.write_bytes(original)
+
+    fresh = private_registry("mirror-bundle-dst", BUNDLE_PORT)
+    import_conf = settings(lab_env, fresh.host, "site")
+    imported = import_bundle(str(archive), import_conf, verify_all=True)
+    assert imported.errors == []
+    assert imported.stats.images_copied == len(LAB_IMAGES)
+    by_source = {e["source"]: e["digest"] for e in lock["images"]}
+    assert {e["source"]: e["digest"] for e in imported.lock()["images"]} == by_source
+    again = import_bundle(str(archive), import_conf)
+    assert again.stats.images_copied == 0 and again.stats.images_present == len(LAB_IMAGES)
+
+
+def _write_chart(directory: Path, name: str, version: str, templates: dict[str, str]) -> Path:
+    chart = directory / name
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: {version}\ntype: application\n")
+    (chart / "values.yaml").write_text("{}\n")
+    for file, text in templates.items():
+        (chart / "templates" / file).write_text(text)
+    return chart
+
+
+def _helm_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
+    }
+
+
+def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registry, tmp_path):
+    name = f"vchart{uuid.uuid4().hex[:6]}"
+    chart = _write_chart(
+        tmp_path, name, "v1.2.3", {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"}
+    )
+    env = _helm_env(tmp_path / "helm")
+    subprocess.run([lab_env["HELM"], "package", str(chart), "-d", str(tmp_path)], check=True, env=env)
+    source = private_registry("mirror-chart-src", CHART_SRC_PORT, auth=False)
+    subprocess.run(
+        [
+            lab_env["HELM"],
+            "push",
+            str(tmp_path / f"{name}-v1.2.3.tgz"),
+            f"oci://{source.host}/charts",
+            "--ca-file",
+            lab_env["LAB_CA"],
+        ],
+        check=True,
+        env=env,
+    )
+    prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
+    params = {
+        "charts": [{"chart": f"oci://{source.host}/charts/{name}", "version": "v1.2.3"}],
+        "destination": lab_env["REGISTRY_INTERNAL"],
+        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
+        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+        "prefix": prefix,
+        "ca_file": lab_env["LAB_CA"],
+        "helm": lab_env["HELM"],
+        "lock_file": str(tmp_path / "lock.yaml"),
+    }
+    planned = run_charts(params, check_mode=True)
+    assert planned["charts"][0]["action"] == "push" and not (tmp_path / "lock.yaml").exists()
+    pushed = run_charts(params, check_mode=False)
+    (entry,) = pushed["charts"]
+    assert (entry["oci_version"], entry["oci_tag"], entry["version"]) == ("1.2.3", "1.2.3", "v1.2.3")
+    assert entry["digest"].startswith("sha256:")
+    assert run_charts(params, check_mode=False)["changed"] is False
+    recorded = yaml.safe_load((tmp_path / "lock.yaml").read_text())["charts"]
+    assert recorded[0]["destination"] == f"oci://{lab_env['REGISTRY_INTERNAL']}/{prefix}/{name}"
+
+    pull_dir = tmp_path / "pulled"
+    pull_dir.mkdir()
+    login = [lab_env["HELM"], "registry", "login", lab_env["REGISTRY_INTERNAL"], "--ca-file", lab_env["LAB_CA"]]
+    login += ["--username", lab_env["REGISTRY_INTERNAL_USER"], "--password-stdin"]
+    subprocess.run(
+        login, input=lab_env["REGISTRY_INTERNAL_PASSWORD"], text=True, check=True, env=env, capture_output=True
+    )
+    pull = [lab_env["HELM"], "pull", entry["destination"], "--version", "1.2.3", "--ca-file", lab_env["LAB_CA"]]
+    pulled = subprocess.run([*pull, "-d", str(pull_dir)], env=env, capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (pull_dir / f"{name}-1.2.3.tgz").exists()
+    with pytest.raises(ChartMirrorError, match="not semantic"):
+        run_charts(dict(params, charts=[{"chart": "oci://x/y", "version": "1.2"}]), check_mode=True)
+
+
+ENV_AND_CRD_TEMPLATES = {
+    "deploy.yaml": """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: operator
+spec:
+  selector: {matchLabels: {app: op}}
+  template:
+    metadata: {labels: {app: op}}
+    spec:
+      containers:
+        - name: op
+          image: docker.io/library/alpine:3.20
+          env:
+            - name: PROXY_IMAGE
+              value: quay.io/oauth2-proxy/oauth2-proxy:v7.6.0
+            - name: BUILD_LABEL
+              value: team-x/release-notes:zz9-plural-z-alpha
+          args: ["--sidecar-image=docker.io/bitnami/redis:7.2"]
+""",
+    "session.yaml": """apiVersion: amalthea.dev/v1alpha1
+kind: AmaltheaSession
+metadata:
+  name: example
+spec:
+  session:
+    image: ghcr.io/swissdatasciencecenter/renku/session-base:py3.12
+""",
+}
+
+
+def test_images_only_in_env_and_crd_are_found_random_lookalike_is_not(lab_env, tmp_path):
+    chart = _write_chart(tmp_path, "envcrd", "0.1.0", ENV_AND_CRD_TEMPLATES)
+    found = discover(
+        [{"chart": str(chart)}],
+        [],
+        [],
+        [],
+        ["AmaltheaSession:spec.session.image"],
+        helm=lab_env["HELM"],
+        ca_file=lab_env["LAB_CA"],
+    )
+    conf = settings(lab_env, lab_env["REGISTRY_INTERNAL"], "unused")
+    pool = RegistryPool(conf)
+    try:
+        from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
+        from ansible_collections.airgap.renku.plugins.module_utils.mirror import locate
+
+        def exists(ref: str) -> bool:
+            plan = locate(parse_image(ref), conf)
+            return pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference) is not None
+
+        confirm_candidates(found, exists)
+    finally:
+        pool.close()
+    assert set(found.images) == {
+        "docker.io/library/alpine:3.20",
+        "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",  # env value only
+        "docker.io/bitnami/redis:7.2",  # args only
+        "ghcr.io/swissdatasciencecenter/renku/session-base:py3.12",  # CRD field only
+    }
+    assert set(found.rejected) == {"docker.io/team-x/release-notes:zz9-plural-z-alpha"}
+
+
+def test_role_scenario_direct(lab_env, tmp_path):
+    results = run_scenario(
+        "mirror",
+        extra_vars={
+            "mirror_test_dir": str(tmp_path),
+            "mirror_test_prefix": f"test-role-{uuid.uuid4().hex[:8]}",
+            "mirror_test_namespace": f"mirror-{uuid.uuid4().hex[:6]}",
+        },
+    )
+    lock = yaml.safe_load((tmp_path / "mirror-lock.yaml").read_text())
+    assert {e["source"] for e in lock["images"]} >= {"docker.io/library/busybox:1.36", "docker.io/library/alpine:3.20"}
+    assert lock["charts"][0]["oci_version"] == "0.1.0"
+    assert results["idempotence"].changed == 0
