@@ -30,7 +30,8 @@ PORT = 17443
 USER = "lab-git"
 ROOT = labcore.STATE / "git"
 PASSWORD_FILE = labcore.STATE / "git-password"
-TEMPLATES = ("renku-python-template", "renku-r-template")
+# the demo's renku role rewrites renku-demo-template; the others stay as upstream ships them
+TEMPLATES = ("renku-python-template", "renku-r-template", "renku-demo-template")
 
 GITLAB_CI = """\
 variables:
