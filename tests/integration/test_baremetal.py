@@ -1,0 +1,328 @@
+"""Bare metal on the lab: the roles' files driving real named, dhcpd, in.tftpd and HAProxy.
+
+The lab component netlab (lab/components/netlab.py) runs the daemons on the files the roles render;
+these tests converge the roles, then ask the daemons with real clients: dig, dhclient in its own
+network namespace, the tftp-hpa client, HTTP through HAProxy.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from playbook import ROOT, run_playbook, run_scenario
+
+LAB_VARS = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "baremetal.yml").read_text())
+NETNS = "airgap-netlab"
+BRIDGE = "nlbr0"
+
+
+def lab_host(name: str) -> dict:
+    return next(h for h in LAB_VARS["baremetal_hosts"] if h["name"] == name)
+
+
+def dig(server: str, *query: str) -> list[str]:
+    host, port = server.rsplit(":", 1)
+    out = subprocess.run(["dig", f"@{host}", "-p", port, "+short", *query], check=True, capture_output=True, text=True)
+    return sorted(out.stdout.split("\n")[:-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# dns
+
+
+def test_dns_role_on_real_named(lab_env):
+    run_scenario("dns")
+    server = lab_env["LAB_DNS"]
+    assert dig(server, "master-2.lab.airgap.test", "A") == ["10.77.0.23"]
+    assert dig(server, "anything.apps.lab.airgap.test", "A") == ["10.77.1.6"]
+    assert dig(server, "-x", "10.77.0.31") == ["worker-0.lab.airgap.test."]
+    assert dig(server, "_etcd-server-ssl._tcp.lab.airgap.test", "SRV") == [
+        f"0 10 2380 etcd-{n}.lab.airgap.test." for n in range(3)
+    ]
+    # the edge network is a /26: its PTRs live in an RFC 2317 zone reached through a CNAME
+    assert dig(server, "-x", "10.77.1.10") == ["10.0-26.1.77.10.in-addr.arpa."]
+    assert dig(server, "10.0-26.1.77.10.in-addr.arpa", "PTR") == ["lb-0.lab.airgap.test."]
+
+
+# --------------------------------------------------------------------------------------------------
+# dhcp_pxe
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def test_dhcp_pxe_role_dhclient_gets_fixed_address_and_boot_file(lab_env, tmp_path):
+    run_scenario("dhcp_pxe")
+    host = lab_host("worker-0")
+    tag = f"{os.getpid() % 100000}"
+    client_ns, client_if, server_if = f"bmtest-{tag}", f"bmc{tag}", f"bms{tag}"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\nenv > "{tmp_path}/env.$reason"\n')
+    script.chmod(0o755)
+    _ip("netns", "add", client_ns)
+    try:
+        _ip("link", "add", client_if, "type", "veth", "peer", "name", server_if)
+        _ip("link", "set", client_if, "netns", client_ns)
+        _ip("-n", client_ns, "link", "set", client_if, "address", host["mac"])
+        _ip("-n", client_ns, "link", "set", client_if, "up")
+        _ip("link", "set", server_if, "netns", NETNS)
+        _ip("-n", NETNS, "link", "set", server_if, "master", BRIDGE)
+        _ip("-n", NETNS, "link", "set", server_if, "up")
+        # the recording script stands in for dhclient-script: nothing on this machine is reconfigured
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                client_ns,
+                "dhclient",
+                "-4",
+                "-1",
+                "-sf",
+                str(script),
+                "-lf",
+                str(tmp_path / "leases"),
+                "-pf",
+                str(tmp_path / "pid"),
+                client_if,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+        lease = (tmp_path / "leases").read_text()
+        bound = dict(line.split("=", 1) for line in (tmp_path / "env.BOUND").read_text().splitlines() if "=" in line)
+    finally:
+        if (tmp_path / "pid").exists():
+            subprocess.run(["kill", (tmp_path / "pid").read_text().strip()], capture_output=True)
+        subprocess.run(["ip", "netns", "del", client_ns], capture_output=True)
+        subprocess.run(["ip", "-n", NETNS, "link", "del", server_if], capture_output=True)
+    assert f"fixed-address {host['ip']};" in lease
+    assert 'filename "pxelinux.0";' in lease
+    assert 'option host-name "worker-0";' in lease
+    assert bound["new_next_server"] == "10.77.0.1"
+    assert bound["new_routers"] == "10.77.0.1"
+
+
+def test_tftp_serves_the_per_mac_pxelinux_config(lab_env, tmp_path):
+    run_playbook(ROOT / "tests" / "integration" / "scenarios" / "dhcp_pxe" / "converge.yml")
+    host = lab_host("worker-1")
+    name = "01-" + host["mac"].replace(":", "-")
+    server, port = lab_env["LAB_TFTP"].rsplit(":", 1)
+    subprocess.run(
+        ["tftp", server, port, "-c", "get", f"pxelinux.cfg/{name}", name],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    config = (tmp_path / name).read_text()
+    assert "KERNEL images/kernel" in config
+    assert "APPEND initrd=images/initramfs.img " in config
+    assert "coreos.inst.ignition_url=http://127.0.0.1:18081/ignition/worker.ign" in config
+    assert "coreos.inst.install_dev=/dev/sda" in config
+
+
+# --------------------------------------------------------------------------------------------------
+# haproxy
+
+
+def test_haproxy_role_on_real_haproxy(lab_env):
+    run_scenario("haproxy")
+
+
+class _Backend:
+    """A small HTTP server answering its own name, on a port of its own."""
+
+    def __init__(self, name: str, port: int) -> None:
+        body = f"{name}\n".encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _stats(port: int, password: str) -> dict[str, str]:
+    """Server states from the statistics page ({} while HAProxy is not listening yet)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        try:
+            csv = session.get(f"http://127.0.0.1:{port}/;csv", auth=("admin", password), timeout=3).text
+        except requests.ConnectionError:
+            return {}
+    rows = [line.split(",") for line in csv.splitlines() if line and not line.startswith("#")]
+    return {f"{r[0]}/{r[1]}": r[17] for r in rows if r[1] not in ("FRONTEND", "BACKEND")}
+
+
+def _wait(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    return predicate()
+
+
+def test_haproxy_takes_a_failing_backend_out(lab_env, tmp_path):
+    """A private HAProxy from the role's file: API servers checked on /readyz with the lab CA, and an
+    ingress backend stopped mid-test leaves the rotation while traffic moves to the other."""
+    ports = {"api": 19743, "machine_config": 19723, "https": 19543, "http": 19180}
+    stats_port, password = 19937, "failover-test-password"
+    backends = [_Backend("web-a", 19181), _Backend("web-b", 19182)]
+    extra = {
+        "haproxy_config_dir": str(tmp_path),
+        "haproxy_ports": ports,
+        "haproxy_stats_port": stats_port,
+        "haproxy_stats_password": password,
+        "haproxy_check_interval": "500ms",
+        "haproxy_reload_command": ["true"],
+        "haproxy_backend_servers": {
+            **LAB_VARS["haproxy_backend_servers"],
+            "http": [
+                {"name": "web-a", "address": "127.0.0.1", "port": 19181},
+                {"name": "web-b", "address": "127.0.0.1", "port": 19182},
+            ],
+        },
+    }
+    result = run_playbook(ROOT / "tests" / "integration" / "scenarios" / "haproxy" / "converge.yml", extra_vars=extra)
+    assert result.rc == 0, result.output[-3000:]
+    proc = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        up = _wait(lambda: (states := _stats(stats_port, password)) and all(v == "UP" for v in states.values()))
+        assert up, _stats(stats_port, password)
+        states = _stats(stats_port, password)
+        assert states["api/api-local"] == "UP" and states["api/api-remote"] == "UP"  # TLS /readyz, lab CA
+
+        def answers(n: int = 6) -> list[str]:
+            with requests.Session() as session:
+                session.trust_env = False
+                return [session.get(f"http://127.0.0.1:{ports['http']}/", timeout=3).text.strip() for _ in range(n)]
+
+        assert set(answers()) == {"web-a", "web-b"}
+        backends[0].stop()
+        assert _wait(lambda: _stats(stats_port, password)["http/web-a"].startswith("DOWN"))
+        assert set(answers()) == {"web-b"}
+        with requests.Session() as session:
+            session.trust_env = False
+            ready = session.get(f"https://127.0.0.1:{ports['api']}/readyz", verify=lab_env["LAB_CA"], timeout=5)
+        assert ready.text == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        backends[1].stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole stage: refusal, check mode, the checker
+
+
+def _private_dirs(tmp_path: Path) -> dict:
+    """Every path of the three roles under tmp_path, so nothing live is touched."""
+    return {
+        "dns_config_dir": str(tmp_path / "bind"),
+        "dns_working_dir": str(tmp_path / "bind" / "work"),
+        "dns_run_dir": str(tmp_path / "bind" / "run"),
+        "dns_reload_command": ["true"],
+        "dhcp_pxe_dhcpd_config_file": str(tmp_path / "dhcp" / "dhcpd.conf"),
+        "dhcp_pxe_tftp_root": str(tmp_path / "tftp"),
+        "dhcp_pxe_http_root": str(tmp_path / "http"),
+        "dhcp_pxe_restart_command": ["true"],
+        "haproxy_config_dir": str(tmp_path / "haproxy"),
+        "haproxy_reload_command": ["true"],
+    }
+
+
+def test_writeup_mistake_is_refused_and_nothing_is_written(lab_env, tmp_path):
+    hosts = list(LAB_VARS["baremetal_hosts"])
+    hosts += [
+        {
+            "name": f"compute-{n}",
+            "role": "worker",
+            "mac": f"52:54:00:77:00:5{n}",
+            "ip": "10.77.0.50",
+            "network": "machines",
+        }
+        for n in range(3)
+    ]
+    out = tmp_path / "site"
+    out.mkdir()
+    result = run_playbook(
+        ROOT / "playbooks" / "baremetal.yml", extra_vars={**_private_dirs(out), "baremetal_hosts": hosts}
+    )
+    assert result.rc != 0
+    task = "Validate hosts, networks and cluster (unique names, MACs, addresses; subnets, pools, VIPs, masters)"
+    message = result.task_results(task)[0]["msg"]
+    assert 'hosts[8] "compute-1" ip: 10.77.0.50 is also used by hosts[7] "compute-0"' in message
+    assert 'hosts[9] "compute-2" ip: 10.77.0.50 is also used by hosts[7] "compute-0"' in message
+    assert result.changed == 0
+    assert list(out.iterdir()) == []
+
+
+def test_check_mode_writes_nothing(lab_env, tmp_path):
+    out = tmp_path / "site"
+    out.mkdir()
+    result = run_playbook(ROOT / "playbooks" / "baremetal.yml", check=True, diff=True, extra_vars=_private_dirs(out))
+    assert result.rc == 0, result.output[-3000:]
+    assert result.changed > 0  # it would write the files
+    assert list(out.iterdir()) == []
+
+
+def test_checker_reports_every_check(lab_env, tmp_path):
+    for scenario in ("dns", "dhcp_pxe", "haproxy"):
+        converge = run_playbook(ROOT / "tests" / "integration" / "scenarios" / scenario / "converge.yml")
+        assert converge.rc == 0, converge.output[-3000:]
+    report_file = tmp_path / "report.json"
+    result = run_playbook(ROOT / "playbooks" / "check.yml", extra_vars={"check_report_file": str(report_file)})
+    assert result.rc == 0, result.output[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["ok"] and report["failed"] == 0
+    hosts = LAB_VARS["baremetal_hosts"]
+    assert report["by_check"]["dns"]["passed"] == 2 * len(hosts) + 3 + 1  # A and PTR per host, VIPs, etcd SRV
+    assert report["by_check"]["tftp"]["passed"] == len(
+        [h for h in hosts if h.get("boot_mode") in ("bios", "uefi") and h["role"] != "lb"]
+    )
+    assert report["by_check"]["lb"]["passed"] == 4
+
+    # a wrong DNS port: the checker fails and names every record it could not get
+    broken = tmp_path / "broken.json"
+    result = run_playbook(
+        ROOT / "playbooks" / "check.yml", extra_vars={"check_report_file": str(broken), "check_dns_port": 1}
+    )
+    assert result.rc != 0
+    failed = json.loads(broken.read_text())
+    assert failed["by_check"]["dns"]["failed"] == report["by_check"]["dns"]["passed"]
+    assert failed["by_check"]["tftp"]["failed"] == 0
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    missing = [t for t in ("dig", "tftp", "dhclient", "haproxy", "named", "dhcpd") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools {missing}: run `make deps` (lab/install-deps.sh)")
