@@ -17,7 +17,7 @@ description:
     SelfSubjectAccessReview and SelfSubjectRulesReview, what the identity may and may not do.
   - Secrets never appear in the diff; run the task with C(no_log) when the content is returned.
 author:
-  - airgap.renku contributors
+  - airgap.renku maintainers (@airgap-renku)
 attributes:
   check_mode:
     support: full
@@ -79,6 +79,8 @@ options:
   return_content:
     description:
       - Return the kubeconfig as YAML text in RV(kubeconfig).
+      - Ansible masks the value of O(token) wherever it appears in a result, so the token in this text reads
+        C(********); use RV(kubeconfig_base64) (or O(path)) to pass the working kubeconfig on.
     type: bool
     default: false
   return_base64:

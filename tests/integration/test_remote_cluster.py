@@ -1,0 +1,293 @@
+"""remote_cluster role on the lab: remote = session cluster, local = Renku (stand-in Deployments) + data-service.
+
+Setup (not the role's job): the charts are copied upstream -> internal registry with helm, a StorageClass is
+created on the remote cluster, and Deployments named like the Renku services run in a local namespace so the
+rollout restart is observable.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from playbook import SCENARIOS, run_playbook, run_scenario
+
+CONVERGE = SCENARIOS / "remote_cluster" / "converge.yml"
+SCENARIO_VARS = yaml.safe_load(CONVERGE.read_text())[0]["vars"]
+SESSIONS_NS, RENKU_NS, STORAGE_CLASS = "itest-rc-sessions", "itest-rc-renku", "itest-rc-standard"
+RESTARTED = ["renku-data-service", "renku-k8s-watcher", "renku-data-tasks", "renku-secrets-storage"]
+ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+CHARTS = {"amalthea-sessions": "0.30.2", "csi-rclone": "0.6.0"}
+
+pytestmark = pytest.mark.lab
+
+
+def _helm(env: dict[str, str], home: str, *args: str, stdin: str | None = None) -> None:
+    helm_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": home,
+        "HELM_CACHE_HOME": f"{home}/cache",
+        "HELM_CONFIG_HOME": f"{home}/config",
+        "HELM_DATA_HOME": f"{home}/data",
+        "HELM_REGISTRY_CONFIG": f"{home}/registry.json",
+    }
+    subprocess.run([env["HELM"], *args], check=True, capture_output=True, text=True, env=helm_env, input=stdin)
+
+
+def copy_charts_to_internal(env: dict[str, str]) -> None:
+    """helm pull from the upstream registry, helm push to the internal one (with login and the lab CA)."""
+    with tempfile.TemporaryDirectory() as home:
+        internal = env["REGISTRY_INTERNAL"]
+        _helm(
+            env,
+            home,
+            "registry",
+            "login",
+            internal,
+            "--ca-file",
+            env["LAB_CA"],
+            "-u",
+            env["REGISTRY_INTERNAL_USER"],
+            "--password-stdin",
+            stdin=env["REGISTRY_INTERNAL_PASSWORD"],
+        )
+        for name, version in CHARTS.items():
+            _helm(
+                env,
+                home,
+                "pull",
+                f"oci://{env['REGISTRY_UPSTREAM']}/charts/{name}",
+                "--version",
+                version,
+                "--ca-file",
+                env["LAB_CA"],
+                "-d",
+                home,
+            )
+            _helm(
+                env,
+                home,
+                "push",
+                f"{home}/{name}-{version}.tgz",
+                f"oci://{internal}/charts",
+                "--ca-file",
+                env["LAB_CA"],
+            )
+
+
+def _apply(call, *args) -> None:
+    try:
+        call(*args)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def stand_in_renku(local: client.ApiClient) -> None:
+    _apply(client.CoreV1Api(local).create_namespace, {"metadata": {"name": RENKU_NS}})
+    apps = client.AppsV1Api(local)
+    for name in [*RESTARTED, "renku-ui"]:
+        labels = {"app": name}
+        body = {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
+            },
+        }
+        _apply(apps.create_namespaced_deployment, RENKU_NS, body)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_env):
+    copy_charts_to_internal(lab_env)
+    remote = config.new_client_from_config(lab_env["KUBECONFIG_REMOTE"])
+    local = config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"])
+    _apply(
+        client.StorageV1Api(remote).create_storage_class,
+        {"metadata": {"name": STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner"},
+    )
+    stand_in_renku(local)
+    return {"env": lab_env, "remote": remote, "local": local}
+
+
+def api_session(env: dict[str, str]) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = env["LAB_CA"]
+    token = (Path(env["LAB_STATE"]) / "dataservice.token").read_text().strip()
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def registered(env: dict[str, str]) -> tuple[list[str], list[str]]:
+    with api_session(env) as session:
+        base = env["LAB_DATA_SERVICE_URL"]
+        clusters = [c["name"] for c in session.get(f"{base}/clusters", timeout=10).json()]
+        pools = [p["name"] for p in session.get(f"{base}/resource_pools", timeout=10).json()]
+    return clusters, pools
+
+
+def restarted_at(local: client.ApiClient) -> dict[str, str | None]:
+    apps = client.AppsV1Api(local)
+    out = {}
+    for name in [*RESTARTED, "renku-ui"]:
+        annotations = apps.read_namespaced_deployment(name, RENKU_NS).spec.template.metadata.annotations or {}
+        out[name] = annotations.get(ANNOTATION)
+    return out
+
+
+def namespace_active(api: client.ApiClient, name: str) -> bool:
+    try:
+        return client.CoreV1Api(api).read_namespace(name).status.phase == "Active"
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def priority_class_exists(remote: client.ApiClient, name: str) -> bool:
+    try:
+        client.SchedulingV1Api(remote).read_priority_class(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_remote_cluster_lifecycle(lab):
+    env, remote, local = lab["env"], lab["remote"], lab["local"]
+    absent = run_playbook(CONVERGE, extra_vars={"remote_cluster_state": "absent"})
+    assert absent.rc == 0, absent.output[-3000:]
+
+    check = run_playbook(CONVERGE, check=True, diff=True)
+    assert check.rc == 0, check.output[-3000:]
+    assert not namespace_active(remote, SESSIONS_NS), "check mode created the sessions namespace"
+    assert not priority_class_exists(remote, "itest-rc-standard"), "check mode created a PriorityClass"
+    assert "itest-remote-cluster" not in registered(env)[0], "check mode registered the cluster"
+
+    run_scenario("remote_cluster")
+    first = restarted_at(local)
+    assert all(first[name] for name in RESTARTED), first
+    assert first["renku-ui"] is None, "a service that does not read the Secret was restarted"
+
+    # the kubeconfig in the Secret works and is confined to the sessions namespace
+    secret = client.CoreV1Api(local).read_namespaced_secret("renku-remote-clusters", RENKU_NS)
+    kubeconfig = yaml.safe_load(base64.b64decode(secret.data["itest-remote.yaml"]))
+    session_api = config.new_client_from_config_dict(kubeconfig)
+    assert client.CoreV1Api(session_api).list_namespaced_pod(SESSIONS_NS).items is not None
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(session_api).list_namespaced_pod("kube-system")
+    assert denied.value.status == 403
+
+    # unchanged Secret -> no restart; changed Secret -> restart
+    again = run_playbook(CONVERGE)
+    assert again.rc == 0 and again.changed == 0, again.changed_tasks()
+    assert restarted_at(local) == first
+    client.CoreV1Api(local).patch_namespaced_secret(
+        "renku-remote-clusters", RENKU_NS, {"data": {"itest-remote.yaml": base64.b64encode(b"stale").decode()}}
+    )
+    healed = run_playbook(CONVERGE)
+    assert healed.rc == 0, healed.output[-3000:]
+    second = restarted_at(local)
+    assert all(second[name] and second[name] != first[name] for name in RESTARTED), (first, second)
+    assert second["renku-ui"] is None
+
+    gone = run_playbook(CONVERGE, extra_vars={"remote_cluster_state": "absent"})
+    assert gone.rc == 0, gone.output[-3000:]
+    assert not namespace_active(remote, SESSIONS_NS)
+    assert not priority_class_exists(remote, "itest-rc-standard")
+    clusters, pools = registered(env)
+    assert "itest-remote-cluster" not in clusters and "itest-rc-pool" not in pools
+    secret = client.CoreV1Api(local).read_namespaced_secret("renku-remote-clusters", RENKU_NS)
+    assert "itest-remote.yaml" not in (secret.data or {})
+    node = client.CoreV1Api(remote).read_node("lab-remote-node-2")
+    assert "renku.io/node-purpose" not in (node.metadata.labels or {})
+    assert not [t for t in node.spec.taints or [] if t.key == "itest.renku.io/sessions"]
+
+
+def _cluster(**changes):
+    return {**SCENARIO_VARS["remote_cluster_cluster"], **changes}
+
+
+def _pool(**changes):
+    return [{**SCENARIO_VARS["remote_cluster_resource_pools"][0], **changes}]
+
+
+def _classes(*updates):
+    classes = copy.deepcopy(SCENARIO_VARS["remote_cluster_resource_pools"][0]["classes"])
+    for cls, update in zip(classes, updates, strict=False):
+        cls.update(update)
+    return classes
+
+
+REFUSALS = {
+    "short-name": ({"remote_cluster_cluster": _cluster(name="abcd")}, "cluster.name"),
+    "config-name": ({"remote_cluster_cluster": _cluster(config_name="itest.yml")}, "cluster.config_name"),
+    "tls-both": (
+        {"remote_cluster_cluster": _cluster(session_tls_secret_name="sessions-tls")},
+        "session_tls_secret_name and session_ingress_use_default_cluster_tls_cert: true (both given)",
+    ),
+    "tls-neither": (
+        {"remote_cluster_cluster": _cluster(session_ingress_use_default_cluster_tls_cert=False)},
+        "(neither given)",
+    ),
+    "public-pool": ({"remote_cluster_resource_pools": _pool(public=True)}, "resource_pool.public"),
+    "over-quota": (
+        {"remote_cluster_resource_pools": _pool(classes=_classes({}, {"cpu": 32}))},
+        "resource_pool.classes[1].cpu (32) exceeds the pool quota.cpu",
+    ),
+    "no-default": (
+        {"remote_cluster_resource_pools": _pool(classes=_classes({"default": False}))},
+        "resource_pool.classes must have exactly one class with default: true, found 0",
+    ),
+    "two-defaults": (
+        {"remote_cluster_resource_pools": _pool(classes=_classes({}, {"default": True}))},
+        "found 2",
+    ),
+    "storage-class": (
+        {"remote_cluster_cluster": _cluster(session_storage_class="no-such-class")},
+        "remote_cluster_cluster.session_storage_class: StorageClass 'no-such-class' does not exist",
+    ),
+    "chart-version": (
+        {"remote_cluster_charts": {"amalthea-sessions": "0.30.1", "csi-rclone": "0.6.0"}},
+        "remote_cluster_charts['amalthea-sessions']: version 0.30.1 differs from 0.30.2",
+    ),
+    "unreachable": (
+        {"remote_cluster_remote_auth": {"host": "https://127.0.0.1:9", "api_key": "x", "ca_cert": "{{ lab_ca_file }}"}},
+        "remote_cluster_remote_auth: the remote API server https://127.0.0.1:9 is unreachable",
+    ),
+    "wrong-token": (
+        {
+            "remote_cluster_remote_auth": {
+                "host": "https://127.0.0.1:26443",
+                "api_key": "not-a-valid-token",
+                "ca_cert": "{{ lab_ca_file }}",
+            }
+        },
+        "refuses the credentials",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refused_before_any_change(lab, case):
+    overrides, message = REFUSALS[case]
+    namespace = f"itest-rc-refused-{case}"
+    extra = {"remote_cluster_sessions_namespace": namespace, **overrides}
+    result = run_playbook(CONVERGE, extra_vars=extra)
+    assert result.rc != 0, f"{case} was not refused"
+    assert message in " ".join(result.output.split()), result.output[-3000:]
+    assert result.changed == 0, result.changed_tasks()
+    assert not namespace_active(lab["remote"], namespace)
