@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import gc
 import hashlib
 import os
 import re
@@ -156,6 +157,7 @@ class InjectOptions:
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
+_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
 
 
 def validate_cas(
@@ -236,11 +238,29 @@ def default_system_bundle() -> str | None:
 def build_bundle(cas: list[CAInfo], system_pem: str) -> tuple[str, str]:
     """(full bundle, custom-only bundle); custom CAs already among the system roots are not repeated."""
     custom = "".join(_dedupe([ca.pem for ca in cas]))
-    system_blocks = [m.group(0) + "\n" for m in _PEM_BLOCK.finditer(system_pem) if m.group(1) == "CERTIFICATE"]
-    present = {_normalise(b) for b in system_blocks}
-    extra = [ca.pem for ca in cas if _normalise(ca.pem) not in present]
+    system_blocks = _certificate_blocks(system_pem)
+    extra = [ca.pem for ca in cas if not _among(ca.pem, system_pem, system_blocks)]
     full = "".join(system_blocks) + "".join(_dedupe(extra))
     return full, custom
+
+
+def _certificate_blocks(text: str) -> list[str]:
+    """The CERTIFICATE blocks of a bundle (comments and other blocks dropped); string ops, no regex."""
+    blocks = []
+    for part in text.split(_END)[:-1]:
+        start = part.find(_BEGIN)
+        if start >= 0:
+            blocks.append(part[start:] + _END + "\n")
+    return blocks
+
+
+def _among(pem: str, text: str, blocks: list[str]) -> bool:
+    """Whether the certificate `pem` is one of `blocks` (cheap pre-check on its first base64 line)."""
+    lines = pem.strip().splitlines()
+    if len(lines) < 3 or lines[1] not in text:
+        return False
+    wanted = _normalise(pem)
+    return any(_normalise(block) == wanted for block in blocks if lines[1] in block)
 
 
 def _normalise(pem: str) -> str:
@@ -500,6 +520,17 @@ def document_namespace(document: dict, default: str) -> str:
 
 def inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: InjectOptions) -> dict[str, Any]:
     """The whole transform: patched documents (copies), bundle objects and a per-workload report."""
+    # the data is acyclic: collecting cycles while building 10k documents only costs time
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _inject(documents, cas, system_pem, options)
+    finally:
+        if gc_enabled:
+            gc.enable()
+
+
+def _inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: InjectOptions) -> dict[str, Any]:
     out_docs: list[Any] = []
     report: list[dict] = []
     namespaces: set[str] = set(options.extra_namespaces)
@@ -510,9 +541,14 @@ def inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: In
             continue
         if _is_bundle_object(document, options):
             continue  # our own objects from an earlier pass: re-emitted below
-        doc = copy.deepcopy(document)
-        for ref in pod_specs(doc, options.extra_paths):
-            entries, changed = patch_pod_spec(doc, ref.spec, options)
+        refs = list(pod_specs(document, options.extra_paths))
+        if not refs:
+            out_docs.append(document)  # nothing to patch, nothing copied
+            continue
+        doc = dict(document)
+        for ref in refs:
+            spec = _writable_spec(doc, tuple(ref.path.split(".")))
+            entries, changed = patch_pod_spec(doc, spec, options)
             if not entries:
                 continue
             modified |= changed
@@ -544,6 +580,31 @@ def inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: In
         "modified": modified,
         "namespaces": sorted(namespaces or {options.namespace}),
     }
+
+
+def _writable_spec(doc: dict, keys: tuple[str, ...]) -> dict:
+    """Copy on write: the dicts from `doc` down to the pod spec, and what patching changes in the spec.
+
+    The input documents are never modified, and the rest of each document is shared, not copied.
+    """
+    node = doc
+    for key in keys:
+        node[key] = dict(node[key])
+        node = node[key]
+    for list_name in ("initContainers", "containers", "volumes"):
+        if isinstance(node.get(list_name), list):
+            node[list_name] = [_writable_container(c) if list_name != "volumes" else c for c in node[list_name]]
+    return node
+
+
+def _writable_container(container: Any) -> Any:
+    if not isinstance(container, dict):
+        return container
+    copied = dict(container)
+    for list_name in ("env", "volumeMounts"):
+        if isinstance(copied.get(list_name), list):
+            copied[list_name] = [dict(item) if isinstance(item, dict) else item for item in copied[list_name]]
+    return copied
 
 
 def _is_bundle_object(document: dict, options: InjectOptions) -> bool:
