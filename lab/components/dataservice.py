@@ -91,6 +91,23 @@ def daemons(ca: labcore.LabCA) -> list[labcore.Daemon]:
     ]
 
 
+DEMO_STORAGE_CLASS = "lab-standard"
+
+
+def after_up(env: dict[str, str]) -> None:
+    """The remote cluster of the demo offers a StorageClass for session volumes, as a real one would."""
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api = client.StorageV1Api(config.new_client_from_config(env["KUBECONFIG_REMOTE"]))
+    body = {"metadata": {"name": DEMO_STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner"}
+    try:
+        api.create_storage_class(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 def env() -> dict[str, str]:
     return {
         "LAB_DATA_SERVICE_URL": f"https://{labcore.LOOPBACK}:{PORT}{BASE}",
