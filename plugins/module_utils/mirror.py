@@ -64,6 +64,7 @@ class MirrorSettings:
     ca_file: Optional[str] = None  # for every registry not given its own
     platforms: List[str] = field(default_factory=list)  # empty: all
     parallel: int = 8
+    refresh: bool = False  # ask the source again for tags the previous lock file pins
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ImagePlan:
     present: bool = False
     size: int = 0
     filtered: bool = False
+    pinned: Optional[str] = None  # digest the lock file pins the tag to
     error: Optional[str] = None
 
     @property
@@ -196,16 +198,21 @@ def _filter_index(index: Manifest, platforms: List[str]) -> Manifest:
     return Manifest(body, index.media_type, sha256_digest(body))
 
 
-def _from_lock(plan: ImagePlan, pool: RegistryPool, known: Optional[Dict[str, Any]]) -> bool:
-    """Warm path: two HEADs. When the source digest, the destination tag and the previous lock
-    entry all agree, the image is complete (a registry only accepts a manifest whose references
-    it has) and nothing else is fetched."""
+def _from_lock(plan: ImagePlan, pool: RegistryPool, known: Optional[Dict[str, Any]], refresh: bool) -> bool:
+    """Warm path. The lock file pins each tag to a digest (unless `refresh`, which asks the source
+    again); when the destination tag already carries that digest, the image is complete (a
+    registry only accepts a manifest whose references it has) and nothing else is fetched:
+    one HEAD per image."""
     if not known or known.get("platforms_filtered") or not plan.dest_host:
         return False
-    digest = plan.source.digest or pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference)
+    if refresh:
+        digest = plan.source.digest or pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference)
+    else:
+        digest = plan.source.digest or known.get("digest")
     if not digest or digest != known.get("digest"):
         return False
     if pool.get(plan.dest_host).manifest_digest(plan.dest_repo, plan.dest_reference) != digest:
+        plan.pinned = None if refresh else digest  # copy what the lock pins, not what the tag means today
         return False
     plan.digest, plan.media_type = digest, known.get("media_type", "")
     plan.platforms, plan.size, plan.present = dict(known.get("platforms") or {}), int(known.get("size", 0)), True
@@ -213,13 +220,17 @@ def _from_lock(plan: ImagePlan, pool: RegistryPool, known: Optional[Dict[str, An
 
 
 def resolve(
-    plan: ImagePlan, pool: RegistryPool, platforms: List[str], known: Optional[Dict[str, Any]] = None
+    plan: ImagePlan,
+    pool: RegistryPool,
+    platforms: List[str],
+    known: Optional[Dict[str, Any]] = None,
+    refresh: bool = False,
 ) -> ImagePlan:
     """Fetch the source manifests (index and children) and see whether the destination has them."""
-    if not platforms and _from_lock(plan, pool, known):
+    if not platforms and _from_lock(plan, pool, known, refresh):
         return plan
     src = pool.get(plan.src_host)
-    top = src.get_manifest(plan.src_repo, plan.source.reference)
+    top = src.get_manifest(plan.src_repo, plan.pinned or plan.source.reference)
     if top is None:
         raise RegistryError(f"{plan.source} not found at {plan.src_host}/{plan.src_repo}")
     if plan.source.digest and top.digest != plan.source.digest:
@@ -277,7 +288,7 @@ def plan_images(
 
     def one(plan: ImagePlan) -> ImagePlan:
         try:
-            resolve(plan, pool, settings.platforms, known.get(str(plan.source)))
+            resolve(plan, pool, settings.platforms, known.get(str(plan.source)), settings.refresh)
             progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes)")
         except (RegistryError, OSError, ValueError) as exc:
             plan.error = str(exc)
@@ -324,10 +335,6 @@ class BlobTracker:
     def ensure(self, plan: ImagePlan, desc: Dict[str, Any]) -> None:
         digest = desc["digest"]
         dest = self.pool.get(plan.dest_host)
-        if dest.has_blob(plan.dest_repo, digest):
-            self._remember(digest, plan.dest_repo)
-            self.stats.add(blobs_present=1)
-            return
         while True:
             with self._lock:
                 known, event = self._where.get(digest), self._inflight.get(digest)
@@ -335,16 +342,16 @@ class BlobTracker:
                 if owner:
                     self._inflight[digest] = threading.Event()
             if event is not None and known is None:
-                event.wait()
+                event.wait()  # another image copies this blob now; mount it afterwards
                 continue
             break
-        upload_url = None
-        if known is not None:
-            upload_url = dest.mount_blob(plan.dest_repo, digest, known)
-            if upload_url is None:
-                self.stats.add(blobs_mounted=1)
-                return
         try:
+            # mount from where this run put it, or "mount" from the repository itself: 201 when present
+            upload_url = dest.mount_blob(plan.dest_repo, digest, known or plan.dest_repo)
+            if upload_url is None:
+                self._remember(digest, plan.dest_repo)
+                self.stats.add(**({"blobs_mounted": 1} if known else {"blobs_present": 1}))
+                return
             self._copy(plan, desc, upload_url)
         finally:
             if owner:

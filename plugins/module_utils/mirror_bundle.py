@@ -389,29 +389,39 @@ def _push_from_bundle(
             for desc in manifest_blobs(child.json()):
                 blob_jobs.setdefault(desc["digest"], (plan, desc))
 
+    problems: List[str] = []
+
     def push_blob(item: tuple) -> None:
         digest, (plan, _desc) = item
         dest = pool.get(plan.dest_host)
-        if dest.has_blob(plan.dest_repo, digest):
-            stats.add(blobs_present=1)
-        else:
-            size = dest.upload_blob(plan.dest_repo, digest, bundle.chunks(blob_path(digest)))
-            stats.add(blobs_copied=1, bytes_copied=size)
+        try:
+            upload_url = dest.mount_blob(plan.dest_repo, digest, plan.dest_repo)  # 201 when present
+            if upload_url is None:
+                stats.add(blobs_present=1)
+            else:
+                size = dest.upload_blob(plan.dest_repo, digest, bundle.chunks(blob_path(digest)), upload_url)
+                stats.add(blobs_copied=1, bytes_copied=size)
+                progress(f"blob {digest[:19]} -> {plan.dest_repo} ({size} bytes)")
+        except (RegistryError, BundleError, OSError) as exc:
+            plan.error = f"import failed: {exc}"
+            with lock:
+                problems.append(f"{plan.source}: blob {digest}: {exc}")
+            return
         with lock:
             where[digest] = plan.dest_repo
 
     with ThreadPoolExecutor(max_workers=parallel) as workers:
         list(workers.map(push_blob, blob_jobs.items()))
 
-    problems: List[str] = []
-
     def push_image(plan: ImagePlan) -> None:
+        if plan.error:
+            return
         try:
             dest = pool.get(plan.dest_host)
             for child in plan.children:
                 for desc in manifest_blobs(child.json()):
                     home = where.get(desc["digest"])
-                    if home and home != plan.dest_repo and not dest.has_blob(plan.dest_repo, desc["digest"]):
+                    if home and home != plan.dest_repo:
                         url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
                         if url is not None:
                             dest.upload_blob(

@@ -64,6 +64,7 @@ def settings_from_params(params: Dict[str, Any]) -> MirrorSettings:
         ca_file=params.get("ca_file"),
         platforms=list(params.get("platforms") or []),
         parallel=max(1, int(params.get("parallel") or 8)),
+        refresh=bool(params.get("refresh", False)),
     )
 
 

@@ -168,8 +168,15 @@ options:
     type: path
     default: helm
   lock_file:
-    description: Lock file to write (and to read on the next run, which makes reruns cheap).
+    description:
+      - Lock file to write, and to read on the next run. A tag the lock file records stays pinned to its
+        recorded digest (the source is not asked again, and a missing image is copied by that digest) unless
+        O(refresh) is set; a rerun costs one request per image.
     type: path
+  refresh:
+    description: Ask the source registries again for tags the lock file already pins, and follow tags that moved.
+    type: bool
+    default: false
   bundle:
     description: Bundle directory (export) or directory or V(.tar) archive (import, verify_bundle).
     type: path
@@ -365,6 +372,7 @@ ARGUMENT_SPEC = dict(
     parallel=dict(type="int", default=8),
     helm=dict(type="path", default="helm"),
     lock_file=dict(type="path"),
+    refresh=dict(type="bool", default=False),
     bundle=dict(type="path"),
     bundle_archive=dict(type="path"),
     verify_all=dict(type="bool", default=False),
