@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -436,3 +437,41 @@ def test_role_scenario_direct(lab_env, tmp_path):
     assert {e["source"] for e in lock["images"]} >= {"docker.io/library/busybox:1.36", "docker.io/library/alpine:3.20"}
     assert lock["charts"][0]["oci_version"] == "0.1.0"
     assert results["idempotence"].changed == 0
+
+
+def test_git_mirror_to_internal_git_over_https(lab_env, tmp_path):
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import mirror_git_repo
+
+    if "LAB_GIT_URL" not in lab_env:
+        pytest.fail("the lab git server (lab/components/gitserver.py) is not part of this lab")
+    name = f"mirror-test-{uuid.uuid4().hex[:8]}.git"
+    bare = Path(lab_env["LAB_GIT_ROOT"]) / name
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=clean)
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=bare, check=True, env=clean)
+    repo = {
+        "source": f"{lab_env['LAB_GIT_URL']}/renku-python-template.git",
+        "destination": f"{lab_env['LAB_GIT_URL']}/{name}",
+        "username": lab_env["LAB_GIT_USER"],
+        "password": lab_env["LAB_GIT_PASSWORD"],
+    }
+    try:
+        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=True)["changed"] is True
+        assert not list((bare / "refs" / "heads").iterdir())  # check mode pushed nothing
+        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is True
+        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is False
+
+        def refs(url: str) -> str:
+            out = subprocess.run(
+                ["git", "-c", f"http.sslCAInfo={lab_env['LAB_CA']}", "ls-remote", url],
+                check=True, capture_output=True, text=True, env=clean,
+            )  # fmt: skip
+            return "".join(line + "\n" for line in out.stdout.splitlines() if "\trefs/" in line)
+
+        assert refs(repo["destination"]) == refs(repo["source"])  # branches and tags (HEAD is the server's)
+        assert "refs/heads/main" in refs(repo["destination"])
+        # without the site CA the server is not trusted: TLS is verified
+        with pytest.raises(ChartMirrorError):
+            mirror_git_repo(repo, "/etc/ssl/certs/ca-certificates.crt", check_mode=True)
+    finally:
+        shutil.rmtree(bare, ignore_errors=True)
