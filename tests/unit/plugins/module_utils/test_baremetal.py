@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.airgap.renku.plugins.module_utils import baremetal as bm
 
@@ -202,3 +204,15 @@ def test_lb_servers_bootstrap_toggle_and_ingress_fallback():
     ]
     servers = bm.lb_servers(bm.build_site(with_infra, NETWORKS, CLUSTER))
     assert servers["http"] == [{"name": "infra-0", "address": "10.77.0.41", "port": 80}]
+
+
+def test_example_inventory_is_valid_and_its_writeup_mistake_is_refused():
+    example = yaml.safe_load(
+        (Path(__file__).resolve().parents[4] / "inventories/example/group_vars/all/baremetal.yml").read_text()
+    )
+    site = bm.build_site(example["baremetal_hosts"], example["baremetal_networks"], example["baremetal_cluster"])
+    roles = [h["role"] for h in site["hosts"]]
+    assert [roles.count(r) for r in ("bootstrap", "master", "infra", "worker", "lb")] == [1, 3, 3, 5, 2]
+    same = [dict(h, ip="172.16.10.41") if h["name"].startswith("compute") else h for h in example["baremetal_hosts"]]
+    found = problems(same, example["baremetal_networks"], example["baremetal_cluster"])
+    assert len(found) == 4 and all("is also used by hosts[7]" in p for p in found)
