@@ -392,3 +392,52 @@ def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
     secret = client.CoreV1Api(api).read_namespaced_secret("airgap-ca-bundle", f"{NAMESPACE}-sessions")
     custom = base64.b64decode(secret.data["custom-ca.crt"]).decode()
     assert custom.strip() == Path(lab_env["LAB_CA"]).read_text().strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# prune, and check mode, with the module_utils against the real API
+
+
+def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "build" / "collections"))
+    from ansible_collections.airgap.renku.plugins.module_utils import trust
+
+    out = subprocess.run([lab_env["HELM"], "template", "pr", str(CHART), "--namespace", namespace, "--set",
+                          f"copies={copies}"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    cas, _ = trust.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
+    result = trust.inject([d for d in yaml.safe_load_all(out) if d], cas, "", trust.InjectOptions(namespace=namespace))
+    return result["bundle"] + result["documents"]
+
+
+def test_prune_removes_what_the_release_no_longer_renders(lab_env, api):
+    from kubernetes.dynamic import DynamicClient
+
+    from ansible_collections.airgap.renku.plugins.module_utils import release
+
+    namespace = f"ca-prune-{WORKER}-{uuid.uuid4().hex[:5]}"
+    dynamic = DynamicClient(api)
+    apps = client.AppsV1Api(api)
+    try:
+        first = release.ReleaseApplier(dynamic, "pr", namespace, "airgap-renku", wait_hooks=False)
+        first.run(render_injected(lab_env, 2, namespace))
+        assert apps.read_namespaced_deployment("pr-gateway-1", namespace)
+        smaller = render_injected(lab_env, 1, namespace)
+        check = release.ReleaseApplier(dynamic, "pr", namespace, "airgap-renku", check=True, wait_hooks=False)
+        planned = check.run(smaller)
+        assert f"apps/v1/Deployment/{namespace}/pr-gateway-1" in planned.pruned
+        assert apps.read_namespaced_deployment("pr-gateway-1", namespace), "check mode deleted something"
+        second = release.ReleaseApplier(dynamic, "pr", namespace, "airgap-renku", wait_hooks=False)
+        outcome = second.run(smaller)
+        assert f"apps/v1/Deployment/{namespace}/pr-gateway-1" in outcome.pruned
+        assert f"v1/ConfigMap/{namespace}/pr-settings-1" in outcome.pruned
+        assert outcome.phase == "upgrade"
+        names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+        deleting = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items
+                    if d.metadata.deletion_timestamp}  # fmt: skip
+        assert "pr-gateway" in names
+        assert "pr-gateway-1" not in names - deleting
+        again = release.ReleaseApplier(dynamic, "pr", namespace, "airgap-renku", wait_hooks=False).run(smaller)
+        assert not again.changed and again.pruned == []
+    finally:
+        with contextlib.suppress(client.ApiException):
+            client.CoreV1Api(api).delete_namespace(namespace)
