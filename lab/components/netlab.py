@@ -370,7 +370,21 @@ def reload_haproxy() -> None:
         daemon.start()
         wait_healthy([daemon], timeout=20)
         return
+    log_file = LOG / f"{daemon.name}.log"
+    offset = log_file.stat().st_size if log_file.exists() else 0
     os.kill(pid, signal.SIGUSR2)
+    # the master reports the outcome in its log; a failed load keeps the old workers, say so
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with open(log_file, errors="replace") as handle:
+            handle.seek(offset)
+            text = handle.read()
+        if "Loading success" in text:
+            return
+        if "Loading failure" in text:
+            raise SystemExit(f"haproxy reload failed; the previous configuration stays active:\n{text[-2000:]}")
+        time.sleep(0.2)
+    raise SystemExit("haproxy reload: no outcome in the master's log after 15s")
 
 
 def restart_dhcpd() -> None:
