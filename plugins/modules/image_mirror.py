@@ -393,8 +393,8 @@ def main() -> None:
 
     try:
         result = run(module.params, module.check_mode)
-    except (MirrorParamError, ImageRefError, DiscoveryError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
+    except (MirrorParamError, ImageRefError, DiscoveryError, ValueError, OSError) as exc:
+        module.fail_json(msg=f"{type(exc).__name__}: {exc}")
     if not module._diff:
         result.pop("diff", None)
     for warning in result.get("warnings_found", []):

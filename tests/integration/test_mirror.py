@@ -475,3 +475,52 @@ def test_git_mirror_to_internal_git_over_https(lab_env, tmp_path):
             mirror_git_repo(repo, "/etc/ssl/certs/ca-certificates.crt", check_mode=True)
     finally:
         shutil.rmtree(bare, ignore_errors=True)
+
+
+def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, tmp_path):
+    from playbook import run_playbook
+
+    fresh = private_registry("mirror-role-import", 5075)
+    common = {
+        "mirror_charts": [{"chart": f"oci://{lab_env['REGISTRY_UPSTREAM']}/charts/hello", "version": "0.1.0"}],
+        "mirror_extra_images": ["docker.io/library/alpine:3.20"],
+        "mirror_pull_secret_namespaces": [],
+        "mirror_progress_file": "",
+        "mirror_bundle_archive": str(tmp_path / "carry" / "bundle.tar"),
+    }
+    (tmp_path / "carry").mkdir()
+    exported = run_playbook(
+        ROOT / "playbooks" / "mirror.yml",
+        extra_vars={**common, "mirror_mode": "export", "mirror_bundle_dir": str(tmp_path / "connected")},
+    )
+    assert exported.rc == 0, exported.output[-3000:]
+    offline = {
+        **common,
+        "mirror_mode": "import",
+        "mirror_bundle_dir": str(tmp_path / "offline"),
+        "mirror_registry": fresh.host,
+        "mirror_lock_file": str(tmp_path / "offline-lock.yaml"),
+        "mirror_output_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "offline").mkdir()
+    check = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline, check=True)
+    assert check.rc == 0, check.output[-3000:]
+    assert not (tmp_path / "offline-lock.yaml").exists()
+    imported = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
+    assert imported.rc == 0, imported.output[-3000:]
+    again = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
+    assert again.rc == 0 and again.changed == 0, again.changed_tasks()
+
+    lock = yaml.safe_load((tmp_path / "offline-lock.yaml").read_text())
+    assert {e["source"] for e in lock["images"]} == {"docker.io/library/alpine:3.20", "docker.io/library/busybox:1.36"}
+    assert all(e["destination"].startswith(f"{fresh.host}/mirror/") for e in lock["images"])
+    assert lock["charts"][0]["destination"] == f"oci://{fresh.host}/charts/hello"
+    reg = Registry(
+        fresh.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+    )
+    for entry in lock["images"]:
+        repo = entry["destination"].split("/", 1)[1].rsplit(":", 1)[0]
+        assert reg.manifest_digest(repo, entry["destination"].rsplit(":", 1)[1]) == entry["digest"]
+    assert reg.manifest_digest("charts/hello", "0.1.0") is not None
+    overlay = yaml.safe_load((tmp_path / "out" / "values" / "hello.yaml").read_text())
+    assert overlay["images"][0].startswith(f"{fresh.host}/mirror/docker.io/library/busybox@sha256:")
