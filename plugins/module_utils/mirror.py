@@ -376,7 +376,8 @@ class BlobTracker:
 
 def copy_image(plan: ImagePlan, tracker: BlobTracker, blob_workers: ThreadPoolExecutor) -> None:
     """Blobs, then child manifests by digest, then the tag: never a tag on a partial image."""
-    assert plan.top is not None
+    if plan.top is None:
+        raise RegistryError(f"{plan.source}: nothing resolved to copy")
     dest = tracker.pool.get(plan.dest_host)
     list(blob_workers.map(lambda d: tracker.ensure(plan, d), plan.blobs()))
     if plan.top.is_index:

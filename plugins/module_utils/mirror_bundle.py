@@ -431,7 +431,8 @@ def _push_from_bundle(
                 if plan.top is not None and plan.top.is_index:
                     dest.put_manifest(plan.dest_repo, child.digest, child)
                     stats.add(manifests_pushed=1)
-            assert plan.top is not None
+            if plan.top is None:
+                raise BundleError(f"{plan.source}: the bundle has no manifest for it")
             dest.put_manifest(plan.dest_repo, plan.dest_reference, plan.top)
             stats.add(manifests_pushed=1, images_copied=1)
             progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")

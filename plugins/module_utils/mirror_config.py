@@ -111,7 +111,7 @@ def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -
         return bool(result), result
     if isinstance(node, list):
         items = [_overlay_for(item, index, used) for item in node]
-        if not any(changed for changed, _ in items):
+        if not any(item[0] for item in items):
             return False, node
         # Helm replaces lists whole: the overlay carries the full list with the changed items.
         return True, [sub if changed else copy.deepcopy(item) for (changed, sub), item in zip(items, node, strict=True)]

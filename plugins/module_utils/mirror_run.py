@@ -133,7 +133,7 @@ def read_lock(path: Optional[str]) -> Dict[str, Any]:
 def merge_lock(previous: Dict[str, Any], new_images: Dict[str, Any]) -> Dict[str, Any]:
     """The new images section; other sections (charts, repositories) kept as they were."""
     merged = dict(previous)
-    merged.update({k: v for k, v in new_images.items()})
+    merged.update(new_images)
     return merged
 
 
@@ -199,8 +199,8 @@ def _shape(
         "lock": lock,
         "errors": result.errors,
         "warnings_found": list(found.warnings) if found else [],
-        "discovered": {k: v for k, v in sorted(found.images.items())} if found else {},
-        "rejected": {k: v for k, v in sorted(found.rejected.items())} if found else {},
+        "discovered": dict(sorted(found.images.items())) if found else {},
+        "rejected": dict(sorted(found.rejected.items())) if found else {},
     }
     if check_mode:
         out["changed"] = any(not p.error and not p.present for p in result.plans)

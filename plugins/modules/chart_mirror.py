@@ -122,8 +122,8 @@ EXAMPLES = r"""
 RETURN = r"""
 charts:
   description:
-    - The mapping, one item per chart; RV(charts[].action) is V(push), V(download), V(index) or V(present).
-    - With O(download_dir), RV(charts[].file) replaces RV(charts[].destination) and RV(charts[].digest).
+    - The mapping, one item per chart; C(action) is V(push), V(download), V(index) or V(present).
+    - With O(download_dir), C(file) replaces C(destination) and C(digest).
   returned: always
   type: list
   elements: dict

@@ -319,14 +319,8 @@ problems:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
 from ansible_collections.airgap.renku.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
-
-try:
-    import yaml  # noqa: F401
-
-    HAS_YAML = True
-except ImportError:
-    HAS_YAML = False
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
