@@ -73,8 +73,21 @@ def daemons(ca: labcore.LabCA) -> list[labcore.Daemon]:
     crt, key = ca.issue("gitserver", "git.lab", [labcore.LOOPBACK, "localhost", "git.lab"])
     ROOT.mkdir(parents=True, exist_ok=True)
     password()
-    argv = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(PORT), "--root", str(ROOT),
-            "--cert", str(crt), "--key", str(key), "--password-file", str(PASSWORD_FILE)]  # fmt: skip
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "serve",
+        "--port",
+        str(PORT),
+        "--root",
+        str(ROOT),
+        "--cert",
+        str(crt),
+        "--key",
+        str(key),
+        "--password-file",
+        str(PASSWORD_FILE),
+    ]
     return [
         labcore.Daemon("gitserver", argv, labcore.https_ok(f"https://{labcore.LOOPBACK}:{PORT}/healthz"), optional=True)
     ]
@@ -95,15 +108,28 @@ def after_up(lab_env: dict[str, str]) -> None:
         return
     for name in TEMPLATES:
         if not (ROOT / f"{name}.git").exists():
-            seed_repository(name, {".gitlab-ci.yml": GITLAB_CI, "Dockerfile": "FROM python:3.12-slim\n",
-                                   "README.md": f"# {name}\n\nRenku project template.\n"})  # fmt: skip
+            seed_repository(
+                name,
+                {
+                    ".gitlab-ci.yml": GITLAB_CI,
+                    "Dockerfile": "FROM python:3.12-slim\n",
+                    "README.md": f"# {name}\n\nRenku project template.\n",
+                },
+            )
 
 
 def _git(*args: str, cwd: Path | None = None) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    clean.update({"GIT_AUTHOR_NAME": "lab", "GIT_AUTHOR_EMAIL": "lab@git.lab", "GIT_COMMITTER_NAME": "lab",
-                  "GIT_COMMITTER_EMAIL": "lab@git.lab", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-                  "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"})  # fmt: skip
+    clean.update(
+        {
+            "GIT_AUTHOR_NAME": "lab",
+            "GIT_AUTHOR_EMAIL": "lab@git.lab",
+            "GIT_COMMITTER_NAME": "lab",
+            "GIT_COMMITTER_EMAIL": "lab@git.lab",
+            "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+            "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+        }
+    )
     subprocess.run(["git", *args], cwd=cwd, env=clean, check=True, capture_output=True)
 
 

@@ -86,8 +86,9 @@ def _destination(commands: list[str]) -> str:
     return DEFAULT_DESTINATION
 
 
-def kaniko_image_build(text: str, kaniko_image: str, ca_variable: str = "AIRGAP_CA_CERT",
-                       job: str = "image_build") -> str:  # fmt: skip
+def kaniko_image_build(
+    text: str, kaniko_image: str, ca_variable: str = "AIRGAP_CA_CERT", job: str = "image_build"
+) -> str:
     """The file with `job` rewritten to build with kaniko; unchanged when already rewritten."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ca_variable):
         raise KanikoEditError(f"ca_variable '{ca_variable}' is not a CI variable name")
@@ -120,8 +121,9 @@ def kaniko_image_build(text: str, kaniko_image: str, ca_variable: str = "AIRGAP_
     return "".join(lines[: start + 1] + rebuilt + lines[end:])
 
 
-def _kaniko_entries(indent: int, newline: str, kaniko_image: str, ca_variable: str, kept_shell: list[str],
-                    destination: str) -> list[str]:  # fmt: skip
+def _kaniko_entries(
+    indent: int, newline: str, kaniko_image: str, ca_variable: str, kept_shell: list[str], destination: str
+) -> list[str]:
     pad, inner = " " * indent, " " * (indent * 2)
     auth = (
         'echo "{\\"auths\\":{\\"$CI_REGISTRY\\":{\\"auth\\":\\"'

@@ -233,8 +233,9 @@ NODE_GET = (
         ("node", "NODE_EXTRA_CA_CERTS", ["node", "-e", NODE_GET]),
     ],
 )
-def test_injected_variable_makes_the_runtime_trust_the_lab_ca(deployed, api, bundle_files, https_server, runtime,
-                                                               variable, argv):  # fmt: skip
+def test_injected_variable_makes_the_runtime_trust_the_lab_ca(
+    deployed, api, bundle_files, https_server, runtime, variable, argv
+):
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed")
     value = deployed_env(api, "demo-data-service", "data-service")[variable]
@@ -251,13 +252,15 @@ def test_git_clone_from_the_lab_git_server_with_the_injected_setting(deployed, a
         pytest.skip("the lab git server is not part of this lab")
     url = f"{lab_env['LAB_GIT_URL']}/renku-python-template.git"
     value = deployed_env(api, "demo-gateway", "gateway")["GIT_SSL_CAINFO"]
-    without = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "a")], env=clean_env(), capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+    without = subprocess.run(
+        ["git", "clone", "-q", url, str(tmp_path / "a")], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert without.returncode != 0
     assert "certificate" in without.stderr
     env = clean_env(GIT_SSL_CAINFO=as_local(value, bundle_files))
-    cloned = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "b")], env=env, capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    cloned = subprocess.run(
+        ["git", "clone", "-q", url, str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert cloned.returncode == 0, cloned.stderr
     assert (tmp_path / "b" / ".gitlab-ci.yml").exists()
 
@@ -284,8 +287,9 @@ def test_java_trust_store_from_the_init_container_script(deployed, api, bundle_f
     spec = next(s for n, s in pod_templates(api) if n.endswith("/demo-keycloak"))
     init, main = spec["initContainers"][0], spec["containers"][0]
     store_dir = tmp_path / "java"
-    init_env = {k: as_local(v, bundle_files).replace("/var/run/airgap-ca/java", str(store_dir))
-                for k, v in env_of(init).items()}  # fmt: skip
+    init_env = {
+        k: as_local(v, bundle_files).replace("/var/run/airgap-ca/java", str(store_dir)) for k, v in env_of(init).items()
+    }
     script = as_local(init["command"][1], bundle_files)
     built = subprocess.run(["sh", script], env=clean_env(**init_env), capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
@@ -296,8 +300,7 @@ def test_java_trust_store_from_the_init_container_script(deployed, api, bundle_f
     without = subprocess.run(run, env=clean_env(), capture_output=True, text=True, timeout=180)
     assert without.returncode != 0
     assert "PKIX" in without.stderr or "certification path" in without.stderr
-    with_it = subprocess.run(run, env=clean_env(JAVA_TOOL_OPTIONS=options), capture_output=True, text=True,
-                             timeout=180)  # fmt: skip
+    with_it = subprocess.run(run, env=clean_env(JAVA_TOOL_OPTIONS=options), capture_output=True, text=True, timeout=180)
     assert with_it.returncode == 0, with_it.stderr
     assert "status 200" in with_it.stdout
 
@@ -308,8 +311,15 @@ def test_java_trust_store_from_the_init_container_script(deployed, api, bundle_f
 
 def post_renderer_config(tmp_path: Path, lab_env) -> Path:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"collections_path": str(ROOT / "build" / "collections"),
-                                "ca_pems": [Path(lab_env["LAB_CA"]).read_text()], "namespace": "demo"}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "collections_path": str(ROOT / "build" / "collections"),
+                "ca_pems": [Path(lab_env["LAB_CA"]).read_text()],
+                "namespace": "demo",
+            }
+        )
+    )
     return path
 
 
@@ -321,8 +331,11 @@ def hooks_and_regular(output: str) -> tuple[list[dict], list[dict]]:
 
 
 def first_container_env(doc: dict) -> dict[str, str]:
-    spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"] if doc["kind"] == "CronJob" else (
-        doc["spec"].get("template", {}).get("spec") or doc["spec"])  # fmt: skip
+    spec = (
+        doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        if doc["kind"] == "CronJob"
+        else (doc["spec"].get("template", {}).get("spec") or doc["spec"])
+    )
     return env_of(spec["containers"][0])
 
 
@@ -334,10 +347,16 @@ def test_helm3_post_renderer_leaves_hooks_unpatched_helm4_plugin_does_not(lab_en
     wrapper = tmp_path / "post-render.sh"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {PLUGIN_SRC} {cfg}\n")
     wrapper.chmod(0o755)
-    env = clean_env(HELM_CACHE_HOME=str(tmp_path / "c"), HELM_CONFIG_HOME=str(tmp_path / "h"),
-                    HELM_DATA_HOME=str(tmp_path / "d"))  # fmt: skip
-    v3 = subprocess.run([helm3, "template", "demo", str(CHART), "--post-renderer", str(wrapper)], env=env,
-                        capture_output=True, text=True, check=True)  # fmt: skip
+    env = clean_env(
+        HELM_CACHE_HOME=str(tmp_path / "c"), HELM_CONFIG_HOME=str(tmp_path / "h"), HELM_DATA_HOME=str(tmp_path / "d")
+    )
+    v3 = subprocess.run(
+        [helm3, "template", "demo", str(CHART), "--post-renderer", str(wrapper)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     hooks, regular = hooks_and_regular(v3.stdout)
     assert len(hooks) == 4 and regular
     assert all("REQUESTS_CA_BUNDLE" in first_container_env(d) for d in regular)
@@ -347,13 +366,34 @@ def test_helm3_post_renderer_leaves_hooks_unpatched_helm4_plugin_does_not(lab_en
     plugins.mkdir(parents=True)
     shutil.copy(PLUGIN_SRC, plugins / "airgap-ca-inject.py")
     (plugins / "plugin.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v1", "name": "airgap-ca-inject", "version": "0.1.0", "type": "postrenderer/v1",
-                        "runtime": "subprocess", "runtimeConfig": {"platformCommand": [
-                            {"command": sys.executable, "args": ["${HELM_PLUGIN_DIR}/airgap-ca-inject.py"]}]}})
-    )  # fmt: skip
-    v4 = subprocess.run([lab_env["HELM"], "template", "demo", str(CHART), "--post-renderer", "airgap-ca-inject",
-                         "--post-renderer-args", str(cfg)], env={**env, "HELM_PLUGINS": str(tmp_path / "plugins")},
-                        capture_output=True, text=True)  # fmt: skip
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "name": "airgap-ca-inject",
+                "version": "0.1.0",
+                "type": "postrenderer/v1",
+                "runtime": "subprocess",
+                "runtimeConfig": {
+                    "platformCommand": [{"command": sys.executable, "args": ["${HELM_PLUGIN_DIR}/airgap-ca-inject.py"]}]
+                },
+            }
+        )
+    )
+    v4 = subprocess.run(
+        [
+            lab_env["HELM"],
+            "template",
+            "demo",
+            str(CHART),
+            "--post-renderer",
+            "airgap-ca-inject",
+            "--post-renderer-args",
+            str(cfg),
+        ],
+        env={**env, "HELM_PLUGINS": str(tmp_path / "plugins")},
+        capture_output=True,
+        text=True,
+    )
     assert v4.returncode == 0, v4.stderr
     hooks, regular = hooks_and_regular(v4.stdout)
     assert len(hooks) == 4
@@ -399,8 +439,12 @@ def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
     sys.path.insert(0, str(ROOT / "build" / "collections"))
     from ansible_collections.airgap.renku.plugins.module_utils import trust
 
-    out = subprocess.run([lab_env["HELM"], "template", "pr", str(CHART), "--namespace", namespace, "--set",
-                          f"copies={copies}"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [lab_env["HELM"], "template", "pr", str(CHART), "--namespace", namespace, "--set", f"copies={copies}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     cas, _ = trust.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
     result = trust.inject([d for d in yaml.safe_load_all(out) if d], cas, "", trust.InjectOptions(namespace=namespace))
     return result["bundle"] + result["documents"]
@@ -429,8 +473,9 @@ def test_prune_removes_what_the_release_no_longer_renders(lab_env, api):
         assert f"v1/ConfigMap/{namespace}/pr-settings-1" in outcome.pruned
         assert outcome.phase == "upgrade"
         names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
-        deleting = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items
-                    if d.metadata.deletion_timestamp}  # fmt: skip
+        deleting = {
+            d.metadata.name for d in apps.list_namespaced_deployment(namespace).items if d.metadata.deletion_timestamp
+        }
         assert "pr-gateway" in names
         assert "pr-gateway-1" not in names - deleting
         again = release.ReleaseApplier(dynamic, "pr", namespace, "airgap-renku", wait_hooks=False).run(smaller)
@@ -446,27 +491,48 @@ def test_prune_removes_what_the_release_no_longer_renders(lab_env, api):
 
 def test_helm4_post_renderer_mode_patches_hooks_and_is_idempotent(lab_env, tmp_path):
     namespace = f"ca-helm4-{WORKER}-{uuid.uuid4().hex[:5]}"
-    extra = {"helm_airgap_test_namespace": namespace, "helm_airgap_test_mode": "helm",
-             "helm_airgap_test_plugins_dir": str(tmp_path / "plugins")}  # fmt: skip
+    extra = {
+        "helm_airgap_test_namespace": namespace,
+        "helm_airgap_test_mode": "helm",
+        "helm_airgap_test_plugins_dir": str(tmp_path / "plugins"),
+    }
     converge = SCENARIOS / "helm_airgap" / "converge.yml"
-    env = clean_env(KUBECONFIG=lab_env["KUBECONFIG_LOCAL"], HELM_CACHE_HOME=str(tmp_path / "c"),
-                    HELM_CONFIG_HOME=str(tmp_path / "h"), HELM_DATA_HOME=str(tmp_path / "d"))  # fmt: skip
+    env = clean_env(
+        KUBECONFIG=lab_env["KUBECONFIG_LOCAL"],
+        HELM_CACHE_HOME=str(tmp_path / "c"),
+        HELM_CONFIG_HOME=str(tmp_path / "h"),
+        HELM_DATA_HOME=str(tmp_path / "d"),
+    )
     try:
         first = run_playbook(converge, extra_vars=extra)
         assert first.rc == 0, first.output[-3000:]
         second = run_playbook(converge, extra_vars=extra)
         assert second.rc == 0 and second.changed == 0, second.changed_tasks()
-        hooks = subprocess.run([lab_env["HELM"], "get", "hooks", "demo", "-n", namespace], env=env,
-                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        hooks = subprocess.run(
+            [lab_env["HELM"], "get", "hooks", "demo", "-n", namespace],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         hook_docs = [d for d in yaml.safe_load_all(hooks) if d and d["kind"] == "Job"]
         assert len(hook_docs) == 3
         assert all("REQUESTS_CA_BUNDLE" in first_container_env(d) for d in hook_docs)
-        history = subprocess.run([lab_env["HELM"], "history", "demo", "-n", namespace, "-o", "json"], env=env,
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+        history = subprocess.run(
+            [lab_env["HELM"], "history", "demo", "-n", namespace, "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert [r["revision"] for r in json.loads(history)] == [1]
     finally:
-        subprocess.run([lab_env["HELM"], "uninstall", "demo", "-n", namespace, "--wait=false"], env=env,
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [lab_env["HELM"], "uninstall", "demo", "-n", namespace, "--wait=false"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
         for name in (namespace, f"{namespace}-sessions"):
             with contextlib.suppress(client.ApiException):

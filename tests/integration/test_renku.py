@@ -44,13 +44,19 @@ def test_renku_role_scenario(lab_env, template_repo, tmp_path):
     try:
         results = run_scenario("renku", extra_vars=extra)
         assert results["converge"].changed > 0
-        pushed = subprocess.run(["git", "--git-dir", f"{lab_env['LAB_GIT_ROOT']}/{template_repo}.git", "log",
-                                 "--format=%s", "main"], capture_output=True, text=True, check=True)  # fmt: skip
+        pushed = subprocess.run(
+            ["git", "--git-dir", f"{lab_env['LAB_GIT_ROOT']}/{template_repo}.git", "log", "--format=%s", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert pushed.stdout.splitlines()[0] == "CI: build the image with kaniko, trusting the site CA"
         assert len(pushed.stdout.splitlines()) == 2, "the idempotence run pushed again"
     finally:
-        for kubeconfig, names in ((lab_env["KUBECONFIG_LOCAL"], (namespace, f"{namespace}-sessions")),
-                                  (lab_env["KUBECONFIG_REMOTE"], (f"{namespace}-remote-sessions",))):  # fmt: skip
+        for kubeconfig, names in (
+            (lab_env["KUBECONFIG_LOCAL"], (namespace, f"{namespace}-sessions")),
+            (lab_env["KUBECONFIG_REMOTE"], (f"{namespace}-remote-sessions",)),
+        ):
             core = client.CoreV1Api(config.new_client_from_config(kubeconfig))
             for name in names:
                 with contextlib.suppress(client.ApiException):

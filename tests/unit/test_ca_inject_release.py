@@ -41,11 +41,18 @@ def test_hooks_are_split_and_ordered_by_weight_kind_and_name():
 
 
 def test_install_order_follows_helm():
-    docs = [{"apiVersion": "v1", "kind": k, "metadata": {"name": k.lower()}}
-            for k in ("Deployment", "Widget", "Service", "Secret", "Namespace", "CronJob")]  # fmt: skip
+    docs = [
+        {"apiVersion": "v1", "kind": k, "metadata": {"name": k.lower()}}
+        for k in ("Deployment", "Widget", "Service", "Secret", "Namespace", "CronJob")
+    ]
     assert [d["kind"] for d in release.sort_for_install(docs)] == [
-        "Namespace", "Secret", "Service", "Deployment", "CronJob", "Widget",
-    ]  # fmt: skip
+        "Namespace",
+        "Secret",
+        "Service",
+        "Deployment",
+        "CronJob",
+        "Widget",
+    ]
 
 
 def test_digest_ignores_regenerated_secret_values_but_not_the_bundle():
@@ -60,8 +67,9 @@ def test_digest_ignores_regenerated_secret_values_but_not_the_bundle():
 def test_labels_and_namespaces():
     doc = release.label_for_release({"kind": "Deployment", "metadata": {"name": "d"}}, "demo", "ns", True)
     assert doc["metadata"] == {"name": "d", "namespace": "ns", "labels": {"airgap.renku/release": "demo"}}
-    cluster = release.label_for_release({"kind": "ClusterRole", "metadata": {"name": "r", "namespace": "x"}},
-                                        "demo", "ns", False)  # fmt: skip
+    cluster = release.label_for_release(
+        {"kind": "ClusterRole", "metadata": {"name": "r", "namespace": "x"}}, "demo", "ns", False
+    )
     assert "namespace" not in cluster["metadata"]
 
 
@@ -75,6 +83,10 @@ def test_diff_masks_secrets_and_shortens_bundles():
 
 
 def test_normalise_drops_server_bookkeeping():
-    live = {"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "7", "managedFields": [], "uid": "u"},
-            "status": {}, "data": {"a": "b"}}  # fmt: skip
+    live = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "resourceVersion": "7", "managedFields": [], "uid": "u"},
+        "status": {},
+        "data": {"a": "b"},
+    }
     assert release.normalise(live) == {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright: airgap.renku contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helm post-renderer: airgap.renku.ca_inject over Helm's rendered manifests (stdin -> stdout).
@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
     import yaml
+
     from ansible_collections.airgap.renku.plugins.module_utils import trust
     from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
 
