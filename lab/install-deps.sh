@@ -9,6 +9,7 @@ APT_PACKAGES=(
   docker-registry skopeo git curl openssl ca-certificates apache2-utils
   bind9 bind9-utils bind9-dnsutils isc-dhcp-server isc-dhcp-client tftpd-hpa tftp-hpa haproxy
   pxelinux syslinux-common ipxe grub-efi-amd64-bin iproute2 procps psmisc default-jdk-headless
+  nodejs
 )
 
 install_apt() {
