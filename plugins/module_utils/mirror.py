@@ -407,8 +407,7 @@ def verify_image(plan: ImagePlan, pool: RegistryPool, blobs: bool = False) -> Li
     if found != plan.digest:
         problems.append(f"{plan.destination}: digest {found}, expected {plan.digest}")
     for digest in sorted(set(plan.platforms.values())) if plan.is_index else []:
-        stored = dest.get_manifest(plan.dest_repo, digest)
-        if stored is None or stored.digest != digest:
+        if dest.manifest_digest(plan.dest_repo, digest) != digest:
             problems.append(f"{plan.destination}: manifest {digest} missing or altered")
     if blobs and plan.top is None:
         resolve_children(plan, pool)
