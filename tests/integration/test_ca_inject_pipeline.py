@@ -48,7 +48,9 @@ pytestmark = pytest.mark.lab
 
 
 def kwok_running() -> bool:
-    status = subprocess.run([sys.executable, str(ROOT / "lab" / "lab.py"), "status"], capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, str(ROOT / "lab" / "lab.py"), "status"], capture_output=True, text=True, check=False
+    )
     return any(line.startswith("kwok-local") and " healthy" in line for line in status.stdout.splitlines())
 
 
@@ -153,7 +155,7 @@ def as_local(value: str, bundle_files: Path) -> str:
 
 def test_every_container_of_every_pod_template_carries_its_runtime_settings(deployed, api):
     templates = pod_templates(api)
-    names = {name.split("/", 1)[1] for name, _ in templates}
+    names = {name.split("/", 1)[1] for name, _spec in templates}
     assert {"demo-db-init", "demo-gitlab-check", "demo-post-install", "demo-data-tasks", "demo-postgresql"} <= names
     expected = {
         "REQUESTS_CA_BUNDLE": f"{BUNDLE_DIR}/ca-bundle.crt",
@@ -188,7 +190,7 @@ def test_every_container_of_every_pod_template_carries_its_runtime_settings(depl
 
 def test_second_deploy_changes_nothing_and_keeps_the_generated_secret(deployed, api, lab_env):
     render = [lab_env["HELM"], "template", "demo", str(CHART)]
-    first, second = (subprocess.run(render, capture_output=True, text=True, check=True).stdout for _ in range(2))
+    first, second = (subprocess.run(render, capture_output=True, text=True, check=True).stdout for _run in range(2))
     assert first != second, "the chart regenerates its password on every offline render"
     again = deployed["idempotence"]
     assert again.changed == 0, again.changed_tasks()
@@ -239,10 +241,12 @@ def test_injected_variable_makes_the_runtime_trust_the_lab_ca(
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} is not installed")
     value = deployed_env(api, "demo-data-service", "data-service")[variable]
-    without = subprocess.run([*argv, https_server], env=clean_env(), capture_output=True, text=True, timeout=60)
+    without = subprocess.run(
+        [*argv, https_server], env=clean_env(), capture_output=True, text=True, timeout=60, check=False
+    )
     assert without.returncode != 0, f"{runtime} trusted the lab CA without the variable: {without.stdout}"
     env = clean_env(**{variable: as_local(value, bundle_files)})
-    with_it = subprocess.run([*argv, https_server], env=env, capture_output=True, text=True, timeout=60)
+    with_it = subprocess.run([*argv, https_server], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert with_it.returncode == 0, with_it.stderr
     assert "200" in with_it.stdout
 
@@ -253,13 +257,23 @@ def test_git_clone_from_the_lab_git_server_with_the_injected_setting(deployed, a
     url = f"{lab_env['LAB_GIT_URL']}/renku-python-template.git"
     value = deployed_env(api, "demo-gateway", "gateway")["GIT_SSL_CAINFO"]
     without = subprocess.run(
-        ["git", "clone", "-q", url, str(tmp_path / "a")], env=clean_env(), capture_output=True, text=True, timeout=60
+        ["git", "clone", "-q", url, str(tmp_path / "a")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert without.returncode != 0
     assert "certificate" in without.stderr
     env = clean_env(GIT_SSL_CAINFO=as_local(value, bundle_files))
     cloned = subprocess.run(
-        ["git", "clone", "-q", url, str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=60
+        ["git", "clone", "-q", url, str(tmp_path / "b")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert cloned.returncode == 0, cloned.stderr
     assert (tmp_path / "b" / ".gitlab-ci.yml").exists()
@@ -291,16 +305,20 @@ def test_java_trust_store_from_the_init_container_script(deployed, api, bundle_f
         k: as_local(v, bundle_files).replace("/var/run/airgap-ca/java", str(store_dir)) for k, v in env_of(init).items()
     }
     script = as_local(init["command"][1], bundle_files)
-    built = subprocess.run(["sh", script], env=clean_env(**init_env), capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        ["sh", script], env=clean_env(**init_env), capture_output=True, text=True, timeout=120, check=False
+    )
     assert built.returncode == 0, built.stderr
     assert "+ 1 custom CA(s)" in built.stdout
     (tmp_path / "Client.java").write_text(JAVA_CLIENT)
     options = env_of(main)["JAVA_TOOL_OPTIONS"].replace("/var/run/airgap-ca/java", str(store_dir))
     run = ["java", str(tmp_path / "Client.java"), https_server]
-    without = subprocess.run(run, env=clean_env(), capture_output=True, text=True, timeout=180)
+    without = subprocess.run(run, env=clean_env(), capture_output=True, text=True, timeout=180, check=False)
     assert without.returncode != 0
     assert "PKIX" in without.stderr or "certification path" in without.stderr
-    with_it = subprocess.run(run, env=clean_env(JAVA_TOOL_OPTIONS=options), capture_output=True, text=True, timeout=180)
+    with_it = subprocess.run(
+        run, env=clean_env(JAVA_TOOL_OPTIONS=options), capture_output=True, text=True, timeout=180, check=False
+    )
     assert with_it.returncode == 0, with_it.stderr
     assert "status 200" in with_it.stdout
 
@@ -393,6 +411,7 @@ def test_helm3_post_renderer_leaves_hooks_unpatched_helm4_plugin_does_not(lab_en
         env={**env, "HELM_PLUGINS": str(tmp_path / "plugins")},
         capture_output=True,
         text=True,
+        check=False,
     )
     assert v4.returncode == 0, v4.stderr
     hooks, regular = hooks_and_regular(v4.stdout)
@@ -445,7 +464,7 @@ def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
         text=True,
         check=True,
     ).stdout
-    cas, _ = trust.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
+    cas, _unused = trust.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
     result = trust.inject([d for d in yaml.safe_load_all(out) if d], cas, "", trust.InjectOptions(namespace=namespace))
     return result["bundle"] + result["documents"]
 

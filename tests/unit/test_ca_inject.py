@@ -7,11 +7,12 @@ import copy
 import datetime as dt
 
 import pytest
-from ansible_collections.airgap.renku.plugins.module_utils import trust
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ansible_collections.airgap.renku.plugins.module_utils import trust
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -43,11 +44,11 @@ def make_cert(
 
 
 ROOT_PEM, ROOT_KEY = make_cert("Site Root CA")
-SYSTEM_PEM, _ = make_cert("Public Root")
+SYSTEM_PEM, _unused = make_cert("Public Root")
 
 
 def cas() -> list[trust.CAInfo]:
-    accepted, _ = trust.validate_cas([("site", ROOT_PEM)])
+    accepted, _unused = trust.validate_cas([("site", ROOT_PEM)])
     return accepted
 
 
@@ -182,8 +183,8 @@ def test_bad_ca_inputs_are_refused_naming_the_input(text, message):
 
 
 def test_near_expiry_and_missing_key_usage_warn():
-    soon, _ = make_cert("Soon Root", days=10)
-    plain, _ = make_cert("Plain Root", key_usage=False)
+    soon, _unused = make_cert("Soon Root", days=10)
+    plain, _unused = make_cert("Plain Root", key_usage=False)
     accepted, warnings = trust.validate_cas([("a", soon), ("b", plain)], warn_days=30)
     assert len(accepted) == 2
     assert any("expires in" in w and w.startswith("a:") for w in warnings)
@@ -191,8 +192,8 @@ def test_near_expiry_and_missing_key_usage_warn():
 
 
 def test_a_file_with_two_cas_yields_both():
-    other, _ = make_cert("Intermediate CA")
-    accepted, _ = trust.validate_cas([("chain", ROOT_PEM + other)])
+    other, _unused = make_cert("Intermediate CA")
+    accepted, _unused = trust.validate_cas([("chain", ROOT_PEM + other)])
     assert [c.source for c in accepted] == ["chain (certificate 1)", "chain (certificate 2)"]
 
 
@@ -210,7 +211,7 @@ def test_bundle_is_system_roots_plus_custom_without_duplicates():
     assert full.count("BEGIN CERTIFICATE") == 2
     assert full.index(SYSTEM_PEM.strip()) < full.index(ROOT_PEM.strip())
     assert custom.count("BEGIN CERTIFICATE") == 1
-    full_again, _ = trust.build_bundle(cas(), SYSTEM_PEM + ROOT_PEM)
+    full_again, _unused = trust.build_bundle(cas(), SYSTEM_PEM + ROOT_PEM)
     assert full_again.count("BEGIN CERTIFICATE") == 2
 
 
