@@ -17,7 +17,7 @@ description:
   - Returns the API server URL, the CA, the namespace and the token, ready for M(airgap.renku.kubeconfig_build).
   - Check mode uses the API server's dry run, so nothing is written.
 author:
-  - airgap.renku contributors
+  - airgap.renku maintainers (@airgap-renku)
 extends_documentation_fragment:
   - airgap.renku.kube_auth
 attributes:
@@ -156,7 +156,7 @@ ca_pem:
   type: str
   sample: "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
 ca_data:
-  description: O(ca_pem) base64-encoded, as kubeconfig C(certificate-authority-data) wants it.
+  description: RV(ca_pem) base64-encoded, as kubeconfig C(certificate-authority-data) wants it.
   returned: state is present
   type: str
   sample: LS0tLS1CRUdJTi...

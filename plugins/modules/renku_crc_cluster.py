@@ -14,10 +14,10 @@ description:
   - Validates the payloads first against the API contract of renku-data-services v0.79.0 and the remote-cluster
     rules (name length, C(config_name) pattern, exactly one of TLS secret and default certificate for https,
     non-public pool, one default class, classes within the quota), so nothing is called when the input is wrong.
-  - Handles the v0.79.0 quirk that C(POST /clusters) ignores C(session_ingress_use_default_cluster_tls_cert):
-    the flag is PATCHed after creation and the stored record is read back to confirm.
+  - "Handles the v0.79.0 quirk that C(POST /clusters) ignores C(session_ingress_use_default_cluster_tls_cert):
+    the flag is PATCHed after creation and the stored record is read back to confirm."
 author:
-  - airgap.renku contributors
+  - airgap.renku maintainers (@airgap-renku)
 attributes:
   check_mode:
     support: full
