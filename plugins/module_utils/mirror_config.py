@@ -82,9 +82,25 @@ def _image_map_ref(node: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -> Tuple[bool, Any]:
-    """(changed, overlay) for one value: a string, an image map, a dict or a list."""
+def _has_registry_host(text: str) -> bool:
+    first, sep, _rest = text.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def _overlay_for(
+    node: Any, index: Dict[str, Dict[str, Any]], used: List[str], relative_to: Optional[str] = None
+) -> Tuple[bool, Any]:
+    """(changed, overlay) for one value: a string, an image map, a dict or a list.
+
+    With `relative_to` (the chart's global image registry), references without a registry host are
+    relative to it: they stay as they are (the registry value is redirected instead).
+    """
     if isinstance(node, str):
+        if relative_to and not _has_registry_host(node):
+            entry = lookup(index, f"{relative_to}/{node}")
+            if entry is not None:
+                used.append(entry["source"])
+            return False, node
         entry = lookup(index, node) if "/" in node or ":" in node else None
         if entry is None:
             return False, node
@@ -105,12 +121,12 @@ def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -
             return True, overlay
         result = {}
         for key, value in node.items():
-            changed, sub = _overlay_for(value, index, used)
+            changed, sub = _overlay_for(value, index, used, relative_to)
             if changed:
                 result[key] = sub
         return bool(result), result
     if isinstance(node, list):
-        items = [_overlay_for(item, index, used) for item in node]
+        items = [_overlay_for(item, index, used, relative_to) for item in node]
         if not any(item[0] for item in items):
             return False, node
         # Helm replaces lists whole: the overlay carries the full list with the changed items.
@@ -121,8 +137,18 @@ def _overlay_for(node: Any, index: Dict[str, Dict[str, Any]], used: List[str]) -
 def values_overlay(values: Dict[str, Any], lock: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
     """A values overlay pinning every image value found in `values`; and the sources it pinned."""
     used: List[str] = []
-    _changed, overlay = _overlay_for(values or {}, _index(lock), used)
-    return overlay or {}, sorted(set(used))
+    values = values or {}
+    global_values = values.get("global") if isinstance(values.get("global"), dict) else {}
+    registry = global_values.get("imageRegistry") if isinstance(global_values.get("imageRegistry"), str) else None
+    _changed, overlay = _overlay_for(values, _index(lock), used, registry or None)
+    overlay = overlay or {}
+    if registry:
+        # Charts that build `<global.imageRegistry>/<path>`: point the registry at where the mirror
+        # put that registry's repositories (same paths below it); such references cannot carry a digest.
+        base = _mirrors(lock).get(parse_image(f"{registry}/x/y:z").registry)
+        if base and any(not _has_registry_host(u) or u.startswith(registry) for u in used):
+            overlay.setdefault("global", {})["imageRegistry"] = base
+    return overlay, sorted(set(used))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +200,7 @@ def containerd_hosts(lock: Dict[str, Any], ca_path: str, certs_dir: str = "/etc/
     files = {}
     for source, target in sorted(_mirrors(lock).items()):
         host, _sep, base = target.partition("/")
-        path = f"/v2/{base}" if base else "/v2"
+        path = f"/v2/{base}" if base else ""  # containerd adds /v2 itself unless override_path
         files[f"{certs_dir}/{source}/hosts.toml"] = (
             f"# Generated from the mirror lock file: {source} is served by {target}\n"
             "# No `server` line: the public upstream is unreachable from the site; the internal registry answers.\n"

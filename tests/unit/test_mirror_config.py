@@ -69,6 +69,17 @@ def test_values_overlay_strings_lists_and_maps():
     assert used == ["docker.io/library/busybox:1.36", "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0"]
 
 
+def test_values_overlay_redirects_a_global_image_registry():
+    values = {
+        "global": {"imageRegistry": "docker.io"},
+        "images": {"busybox": "library/busybox:1.36", "proxy": "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0"},
+    }
+    overlay, used = values_overlay(values, LOCK)
+    # relative references stay (the chart prefixes them); the registry moves to the mirror's docker.io base
+    assert overlay == {"global": {"imageRegistry": "reg.site:5000/mirror/docker.io"}, "images": {"proxy": OAUTH}}
+    assert used == ["docker.io/library/busybox:1.36", "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0"]
+
+
 def test_rewrite_documents_pins_every_container_and_reports_missing():
     doc = {
         "kind": "CronJob",
@@ -104,6 +115,9 @@ def test_containerd_hosts_and_crio_conf():
     assert 'ca = "/etc/containerd/certs.d/site-ca.crt"' in hub
     assert "override_path = true" in hub
     assert "/etc/containerd/certs.d/quay.io/hosts.toml" in files
+    flat = {"images": [dict(LOCK["images"][0], destination="reg.site:5000/library/busybox:1.36")]}
+    plain = containerd_hosts(flat, "/ca.crt")["/etc/containerd/certs.d/docker.io/hosts.toml"]
+    assert '[host."https://reg.site:5000"]' in plain and "override_path = false" in plain
     conf = crio_registries_conf(LOCK)
     assert 'prefix = "quay.io"\nlocation = "reg.site:5000/mirror/quay.io"' in conf
 
