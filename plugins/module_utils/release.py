@@ -373,7 +373,7 @@ class ReleaseApplier:
     def ensure_namespaces(self, documents: list[dict]) -> None:
         wanted = {self.namespace}
         for document in documents:
-            _, body = self.prepare(document)
+            body = self.prepare(document)[1]
             if body["metadata"].get("namespace"):
                 wanted.add(body["metadata"]["namespace"])
         resource = self.resource("v1", "Namespace")

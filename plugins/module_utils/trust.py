@@ -402,7 +402,7 @@ def _java_options(existing: str | None, store: str, password: str) -> str | None
 
 
 def _java_init_container(container: dict, options: InjectOptions) -> dict:
-    _, store = _java_paths(container["name"])
+    store = _java_paths(container["name"])[1]
     init = {
         "name": (JAVA_INIT_PREFIX + container["name"])[:63],
         "image": container.get("image", ""),

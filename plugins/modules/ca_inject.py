@@ -475,7 +475,7 @@ def main() -> None:
         module.warn(warning)
     options = _options(module)
     result = trust.inject(_documents(module), cas, _system_roots(module), options)
-    _, custom = trust.build_bundle(cas, "")
+    custom = trust.build_bundle(cas, "")[1]
     builds = [
         trust.image_build(
             b["image"],
