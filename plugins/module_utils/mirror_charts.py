@@ -130,6 +130,11 @@ def fetch_chart(chart: Dict[str, Any], entry: Dict[str, Any], helm: str, ca_file
     env = helm_env(work)
     if os.path.isfile(chart["chart"]):
         package = chart["chart"]
+    elif os.path.isdir(chart["chart"]):  # a chart directory (a site's own chart)
+        packaged = os.path.join(work, "packaged")
+        os.makedirs(packaged)
+        _run([helm, "package", chart["chart"], "-d", packaged], env, f"helm package {chart['chart']}")
+        (package,) = [os.path.join(packaged, n) for n in os.listdir(packaged)]
     else:
         pulled = os.path.join(work, "pulled")
         os.makedirs(pulled)

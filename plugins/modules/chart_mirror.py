@@ -37,7 +37,7 @@ options:
     elements: dict
     suboptions:
       chart:
-        description: V(oci://host/path/name), a chart name in O(charts[].repo), or a local C(.tgz) file.
+        description: V(oci://host/path/name), a chart name in O(charts[].repo), a local C(.tgz) file or chart directory.
         type: str
         required: true
       repo:

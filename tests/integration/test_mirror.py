@@ -524,3 +524,46 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
     assert reg.manifest_digest("charts/hello", "0.1.0") is not None
     overlay = yaml.safe_load((tmp_path / "out" / "values" / "hello.yaml").read_text())
     assert overlay["images"][0].startswith(f"{fresh.host}/mirror/docker.io/library/busybox@sha256:")
+
+
+def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
+    name = f"buildchart{uuid.uuid4().hex[:6]}"
+    version = "1.0.0+build.7"
+    chart = _write_chart(
+        tmp_path, name, version, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"}
+    )
+    prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
+    params = {
+        "charts": [{"chart": str(chart), "version": version, "name": name}],
+        "destination": lab_env["REGISTRY_INTERNAL"],
+        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
+        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+        "prefix": prefix,
+        "ca_file": lab_env["LAB_CA"],
+        "helm": lab_env["HELM"],
+    }
+    (entry,) = run_charts(params, check_mode=False)["charts"]
+    assert (entry["oci_version"], entry["oci_tag"]) == (version, "1.0.0_build.7")
+    assert run_charts(params, check_mode=False)["changed"] is False
+    internal = Registry(
+        lab_env["REGISTRY_INTERNAL"],
+        lab_env["LAB_CA"],
+        lab_env["REGISTRY_INTERNAL_USER"],
+        lab_env["REGISTRY_INTERNAL_PASSWORD"],
+    )
+    assert internal.manifest_digest(f"{prefix}/{name}", "1.0.0_build.7") == entry["digest"]
+    env = _helm_env(tmp_path / "helm")
+    login = [lab_env["HELM"], "registry", "login", lab_env["REGISTRY_INTERNAL"], "--ca-file", lab_env["LAB_CA"]]
+    login += ["--username", lab_env["REGISTRY_INTERNAL_USER"], "--password-stdin"]
+    subprocess.run(
+        login, input=lab_env["REGISTRY_INTERNAL_PASSWORD"], text=True, check=True, env=env, capture_output=True
+    )
+    shown = subprocess.run(
+        [lab_env["HELM"], "show", "chart", entry["destination"], "--version", version, "--ca-file", lab_env["LAB_CA"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"version: {version}" in shown.stdout
