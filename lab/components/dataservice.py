@@ -9,6 +9,8 @@ store `session_ingress_use_default_cluster_tls_cert`; a client must PATCH it aft
 Auth: the real API wants an admin's bearer token; this one accepts the lab token in
 `<lab state>/dataservice.token` (exported as LAB_DATA_SERVICE_TOKEN).
 
+`after_up` also gives the remote cluster the StorageClass `lab-standard` the remote-cluster demo asks for.
+
 Run by the lab (`make lab-up`); `python dataservice.py serve --help` for the options.
 """
 
