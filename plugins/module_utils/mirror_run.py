@@ -187,7 +187,9 @@ def _shape(
 ) -> Dict[str, Any]:
     lock = build_lock(result.plans)
     stats = result.stats.as_dict()
-    if check_mode and params["mode"] != "import":
+    if check_mode and params["mode"] == "export":
+        stats["bytes_to_copy"] = sum(p.size for p in result.plans if not p.error)
+    elif check_mode and params["mode"] != "import":
         pool = RegistryPool(settings)
         try:
             stats["bytes_to_copy"] = missing_bytes(result.plans, pool, settings.parallel)
