@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -105,9 +106,10 @@ def test_dhcp_pxe_role_dhclient_gets_fixed_address_boot_file_and_tftp_config(lab
         bound = dict(line.split("=", 1) for line in (tmp_path / "env.BOUND").read_text().splitlines() if "=" in line)
     finally:
         if (tmp_path / "pid").exists():
-            subprocess.run(["kill", (tmp_path / "pid").read_text().strip()], capture_output=True)
-        subprocess.run(["ip", "netns", "del", client_ns], capture_output=True)
-        subprocess.run(["ip", "-n", NETNS, "link", "del", server_if], capture_output=True)
+            os.kill(int((tmp_path / "pid").read_text().strip()), signal.SIGTERM)
+        # cleanup is best effort: the peer may already be gone with the namespace
+        subprocess.run(["ip", "netns", "del", client_ns], capture_output=True, check=False)
+        subprocess.run(["ip", "-n", NETNS, "link", "del", server_if], capture_output=True, check=False)
     assert f"fixed-address {host['ip']};" in lease
     assert 'filename "pxelinux.0";' in lease
     assert 'option host-name "worker-0";' in lease
@@ -220,7 +222,9 @@ def test_haproxy_takes_a_failing_backend_out(lab_env, tmp_path):
         def answers(n: int = 6) -> list[str]:
             with requests.Session() as session:
                 session.trust_env = False
-                return [session.get(f"http://127.0.0.1:{ports['http']}/", timeout=3).text.strip() for _ in range(n)]
+                return [
+                    session.get(f"http://127.0.0.1:{ports['http']}/", timeout=3).text.strip() for _request in range(n)
+                ]
 
         assert set(answers()) == {"web-a", "web-b"}
         backends[0].stop()
