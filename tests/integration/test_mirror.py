@@ -486,6 +486,8 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
         "mirror_extra_images": ["docker.io/library/alpine:3.20"],
         "mirror_pull_secret_namespaces": [],
         "mirror_progress_file": "",
+        "mirror_prefix": "mirror",
+        "mirror_keep_registry_host": True,
         "mirror_bundle_archive": str(tmp_path / "carry" / "bundle.tar"),
     }
     (tmp_path / "carry").mkdir()
