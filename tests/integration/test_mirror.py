@@ -569,3 +569,61 @@ def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
     )
     assert shown.returncode == 0, shown.stderr
     assert f"version: {version}" in shown.stdout
+
+
+@pytest.fixture
+def classic_chart_repo(lab_env, tmp_path):
+    """A classic Helm chart repository (index.yaml + packages) over HTTPS with a lab CA certificate."""
+    import functools
+    import ssl
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "repo"
+    served.mkdir()
+    chart = _write_chart(tmp_path, "classic", "v0.3.0", {"deploy.yaml": ENV_AND_CRD_TEMPLATES["deploy.yaml"]})
+    env = _helm_env(tmp_path / "helm")
+    subprocess.run(
+        [lab_env["HELM"], "package", str(chart), "-d", str(served)], check=True, env=env, capture_output=True
+    )
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    subprocess.run([lab_env["HELM"], "repo", "index", str(served), "--url", url], check=True, env=env)
+    crt, key = labcore.LabCA(labcore.PKI).issue("mirror-test-chart-repo", "charts.lab", ["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(crt), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def test_classic_repo_chart_discovered_and_pushed_oci_safe(lab_env, classic_chart_repo):
+    chart = {"chart": "classic", "repo": classic_chart_repo, "version": "v0.3.0"}
+    found = discover([chart], [], [], [], [], helm=lab_env["HELM"], ca_file=lab_env["LAB_CA"])
+    assert "docker.io/library/alpine:3.20" in found.images
+    prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
+    params = {
+        "charts": [chart],
+        "destination": lab_env["REGISTRY_INTERNAL"],
+        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
+        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+        "prefix": prefix,
+        "ca_file": lab_env["LAB_CA"],
+        "helm": lab_env["HELM"],
+    }
+    (entry,) = run_charts(params, check_mode=False)["charts"]
+    assert entry["source"] == f"{classic_chart_repo}/classic"
+    assert (entry["oci_version"], entry["destination"]) == (
+        "0.3.0",
+        f"oci://{lab_env['REGISTRY_INTERNAL']}/{prefix}/classic",
+    )
+    internal = Registry(
+        lab_env["REGISTRY_INTERNAL"],
+        lab_env["LAB_CA"],
+        lab_env["REGISTRY_INTERNAL_USER"],
+        lab_env["REGISTRY_INTERNAL_PASSWORD"],
+    )
+    assert internal.manifest_digest(f"{prefix}/classic", "0.3.0") == entry["digest"]
