@@ -46,6 +46,7 @@ lab-env:
 
 demo: lab-up
 	ansible-playbook -i inventories/lab site.yml
+	ansible-playbook -i inventories/lab playbooks/check.yml
 
 unit: deps
 	$(PY) -m pytest -q tests/unit -p no:cacheprovider
