@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import base64
 import copy
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+try:
+    import yaml
+
+    HAS_YAML = True
+    YAML_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised through missing_required_lib
+    HAS_YAML = False
+    YAML_IMPORT_ERROR = traceback.format_exc()
 
 MASK = "<masked>"
 SECRET_USER_KEYS = ("token", "client-key-data")
@@ -116,7 +124,7 @@ def masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
 def parse(text: str) -> dict[str, Any] | None:
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except yaml.YAMLError:  # a file that is not a kubeconfig is simply replaced
         return None
     return data if isinstance(data, dict) else None
 

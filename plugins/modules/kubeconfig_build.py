@@ -344,6 +344,8 @@ def main() -> None:
         required_together=[("client_cert_data", "client_key_data")],
         add_file_common_args=False,
     )
+    if not kc.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=kc.YAML_IMPORT_ERROR)
     try:
         config = kc.build(_spec(module))
     except kc.KubeconfigError as exc:
