@@ -447,6 +447,8 @@ def mirror_images(
     stats = CopyStats()
     pool = RegistryPool(settings)
     try:
+        if settings.destination.host and not check_mode:
+            pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = plan_images(refs, settings, pool, progress, previous_lock)
         good = [p for p in plans if not p.error]
         stats.images_total = len(plans)

@@ -334,6 +334,7 @@ def import_bundle(
     bundle = Bundle(path)
     pool = RegistryPool(settings)
     try:
+        pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
         dest_present = _present(plans, pool, settings.parallel)

@@ -382,12 +382,14 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import BundleError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import DiscoveryError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run
+    from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError
 
     try:
         result = run(module.params, module.check_mode)
-    except (MirrorParamError, ImageRefError, DiscoveryError, ValueError, OSError) as exc:
+    except (MirrorParamError, ImageRefError, DiscoveryError, BundleError, RegistryError, ValueError, OSError) as exc:
         module.fail_json(msg=f"{type(exc).__name__}: {exc}")
     if not module._diff:
         result.pop("diff", None)
