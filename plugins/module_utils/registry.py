@@ -154,7 +154,11 @@ class Registry:
         return resp
 
     def ping(self) -> None:
-        resp = self.request("GET", "/v2/", "")
+        """Check the registry answers and accepts our credentials (settles auth for later calls)."""
+        try:
+            resp = self.request("GET", "/v2/", "")
+        except RegistryError as exc:
+            raise RegistryError(f"{self.host} refused the credentials given for it ({exc})") from exc
         if resp.status_code != 200:
             raise RegistryError(f"{self.host}/v2/ answered HTTP {resp.status_code}")
 
