@@ -5,7 +5,7 @@
   checked per runtime, hooks included; a further converge changes nothing and leaves the generated
   Secret byte-for-byte unchanged;
 - outside Kubernetes, each runtime's variable with the *deployed* bundle reaches an HTTPS server
-  signed by the lab CA and fails without it (Python requests, OpenSSL via Python ssl, curl, Node,
+  signed by the lab CA and fails without it (Python requests, OpenSSL via Python ssl, curl, Node, Go,
   git clone from the lab git server, Java with the trust store built by the init container's script);
 - a Helm 3 post-renderer leaves hooks unpatched; the Helm 4 plugin and the pipeline do not;
 - bad CA inputs are refused before anything reaches the cluster.
@@ -249,6 +249,49 @@ def test_injected_variable_makes_the_runtime_trust_the_lab_ca(
     with_it = subprocess.run([*argv, https_server], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert with_it.returncode == 0, with_it.stderr
     assert "200" in with_it.stdout
+
+
+GO_CLIENT = """package main
+
+import (
+\t"fmt"
+\t"net/http"
+\t"os"
+)
+
+func main() {
+\tresp, err := http.Get(os.Args[1])
+\tif err != nil {
+\t\tfmt.Fprintln(os.Stderr, err)
+\t\tos.Exit(1)
+\t}
+\tfmt.Println(resp.StatusCode)
+}
+"""
+
+
+def test_go_client_trusts_the_lab_ca_with_ssl_cert_file(deployed, api, bundle_files, https_server, tmp_path):
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    (tmp_path / "main.go").write_text(GO_CLIENT)
+    build = subprocess.run(
+        ["go", "build", "-o", str(tmp_path / "client"), str(tmp_path / "main.go")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    value = deployed_env(api, "demo-gateway", "gateway")["SSL_CERT_FILE"]
+    run = [str(tmp_path / "client"), https_server]
+    without = subprocess.run(run, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert without.returncode != 0
+    assert "certificate" in without.stderr
+    env = clean_env(SSL_CERT_FILE=as_local(value, bundle_files))
+    with_it = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert with_it.returncode == 0, with_it.stderr
+    assert with_it.stdout.strip() == "200"
 
 
 def test_git_clone_from_the_lab_git_server_with_the_injected_setting(deployed, api, bundle_files, lab_env, tmp_path):
