@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
+ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 
 
 @dataclass
@@ -61,7 +62,7 @@ def run_playbook(
     tags: str | None = None,
 ) -> PlaybookResult:
     """ansible-playbook with the JSON callback; never raises on a failed play (assert on .rc / .failed)."""
-    cmd = ["ansible-playbook", str(playbook), "-i", str(inventory or ROOT / "inventories" / "lab")]
+    cmd = [ANSIBLE_PLAYBOOK, str(playbook), "-i", str(inventory or ROOT / "inventories" / "lab")]
     if check:
         cmd.append("--check")
     if diff:
@@ -94,7 +95,7 @@ def run_scenario(name: str, extra_vars: dict | None = None, inventory: str | Pat
     base = SCENARIOS / name
     converge, verify = base / "converge.yml", base / "verify.yml"
     syntax = subprocess.run(
-        ["ansible-playbook", "--syntax-check", str(converge), "-i", str(inventory or ROOT / "inventories" / "lab")],
+        [ANSIBLE_PLAYBOOK, "--syntax-check", str(converge), "-i", str(inventory or ROOT / "inventories" / "lab")],
         cwd=ROOT,
         capture_output=True,
         text=True,
