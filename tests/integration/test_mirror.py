@@ -425,14 +425,22 @@ def test_images_only_in_env_and_crd_are_found_random_lookalike_is_not(lab_env, t
 
 
 def test_role_scenario_direct(lab_env, tmp_path):
-    results = run_scenario(
-        "mirror",
-        extra_vars={
-            "mirror_test_dir": str(tmp_path),
-            "mirror_test_prefix": f"test-role-{uuid.uuid4().hex[:8]}",
-            "mirror_test_namespace": f"mirror-{uuid.uuid4().hex[:6]}",
-        },
-    )
+    from kubernetes import client, config
+
+    namespace = f"mirror-{uuid.uuid4().hex[:6]}"
+    try:
+        results = run_scenario(
+            "mirror",
+            extra_vars={
+                "mirror_test_dir": str(tmp_path),
+                "mirror_test_prefix": f"test-role-{uuid.uuid4().hex[:8]}",
+                "mirror_test_namespace": namespace,
+            },
+        )
+    finally:
+        core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
+        if namespace in {ns.metadata.name for ns in core.list_namespace().items}:
+            core.delete_namespace(namespace)
     lock = yaml.safe_load((tmp_path / "mirror-lock.yaml").read_text())
     assert {e["source"] for e in lock["images"]} >= {"docker.io/library/busybox:1.36", "docker.io/library/alpine:3.20"}
     assert lock["charts"][0]["oci_version"] == "0.1.0"
