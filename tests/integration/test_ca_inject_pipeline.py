@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -29,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client, config
-from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
+from playbook import ROOT, SCENARIOS, PlaybookResult, run_playbook, run_scenario
 
 CHART = ROOT / "tests" / "fixtures" / "charts" / "renku-like"
 PLUGIN_SRC = ROOT / "roles" / "helm_airgap" / "files" / "airgap-ca-inject.py"
@@ -38,7 +40,9 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 APPLY_TASK = (
     "airgap.renku.helm_airgap : Apply the release (bundle first, hooks in Helm's order, prune, existing Secrets kept)"
 )
-NAMESPACE = f"ca-pipe-{WORKER}-{uuid.uuid4().hex[:5]}"
+# shared by the pytest-xdist workers of one run (see the `deployed` fixture)
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+CURRENT = {"namespace": f"ca-pipe-{RUN_ID}"}
 
 pytestmark = pytest.mark.lab
 
@@ -59,22 +63,52 @@ def api(lab_env):
     return config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"])
 
 
+def namespace_active(api, name: str) -> bool:
+    try:
+        return client.CoreV1Api(api).read_namespace(name).status.phase == "Active"
+    except client.ApiException:
+        return False
+
+
 @pytest.fixture(scope="module")
-def deployed(lab_env, api):
-    """The fixture chart deployed through the pipeline scenario; yields the scenario results."""
-    extra = {"helm_airgap_test_namespace": NAMESPACE, "helm_airgap_test_wait_hooks": kwok_running()}
-    results = run_scenario("helm_airgap", extra_vars=extra)
-    yield results
-    core = client.CoreV1Api(api)
-    for namespace in (NAMESPACE, f"{NAMESPACE}-sessions"):
-        with contextlib.suppress(client.ApiException):
-            core.delete_namespace(namespace)
+def deployed(lab_env, api, tmp_path_factory):
+    """The fixture chart deployed through the pipeline scenario; yields the scenario results.
+
+    Deployed once per test run: pytest-xdist workers share it through a locked state file in the run's
+    shared temporary directory; the last worker to finish deletes the namespaces.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+    lock_path, state_path = shared / "ca-pipeline.lock", shared / "ca-pipeline.json"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"users": 0, "generation": 0}
+        if "results" not in state or not namespace_active(api, state["namespace"]):
+            state["generation"] += 1
+            state["namespace"] = f"ca-pipe-{RUN_ID}-{state['generation']}"
+            extra = {"helm_airgap_test_namespace": state["namespace"], "helm_airgap_test_wait_hooks": kwok_running()}
+            results = run_scenario("helm_airgap", extra_vars=extra)
+            state["results"] = {name: dataclasses.asdict(result) for name, result in results.items()}
+        state["users"] += 1
+        state_path.write_text(json.dumps(state))
+    CURRENT["namespace"] = state["namespace"]
+    yield {name: PlaybookResult(**fields) for name, fields in state["results"].items()}
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = json.loads(state_path.read_text())
+        state["users"] -= 1
+        state_path.write_text(json.dumps(state))
+        if state["users"] == 0:
+            core = client.CoreV1Api(api)
+            for namespace in (CURRENT["namespace"], f"{CURRENT['namespace']}-sessions"):
+                with contextlib.suppress(client.ApiException):
+                    core.delete_namespace(namespace)
 
 
 @pytest.fixture(scope="module")
 def bundle_files(deployed, api, tmp_path_factory) -> Path:
     """The bundle ConfigMap as deployed, written out as the pod would see it in /etc/airgap-ca."""
-    config_map = client.CoreV1Api(api).read_namespaced_config_map("airgap-ca-bundle", NAMESPACE)
+    config_map = client.CoreV1Api(api).read_namespaced_config_map("airgap-ca-bundle", CURRENT["namespace"])
     directory = tmp_path_factory.mktemp("airgap-ca")
     for key, value in config_map.data.items():
         (directory / key).write_text(value)
@@ -120,13 +154,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 def pod_templates(api) -> list[tuple[str, dict]]:
     apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
     found = []
-    for item in apps.list_namespaced_deployment(NAMESPACE).items + apps.list_namespaced_stateful_set(NAMESPACE).items:
+    for item in (
+        apps.list_namespaced_deployment(CURRENT["namespace"]).items
+        + apps.list_namespaced_stateful_set(CURRENT["namespace"]).items
+    ):
         found.append(
             (f"{item.kind or 'workload'}/{item.metadata.name}", api.sanitize_for_serialization(item.spec.template.spec))
         )
-    for item in batch.list_namespaced_job(NAMESPACE).items:
+    for item in batch.list_namespaced_job(CURRENT["namespace"]).items:
         found.append((f"Job/{item.metadata.name}", api.sanitize_for_serialization(item.spec.template.spec)))
-    for item in batch.list_namespaced_cron_job(NAMESPACE).items:
+    for item in batch.list_namespaced_cron_job(CURRENT["namespace"]).items:
         spec = item.spec.job_template.spec.template.spec
         found.append((f"CronJob/{item.metadata.name}", api.sanitize_for_serialization(spec)))
     return found
@@ -195,10 +232,10 @@ def test_second_deploy_changes_nothing_and_keeps_the_generated_secret(deployed, 
     again = deployed["idempotence"]
     assert again.changed == 0, again.changed_tasks()
     applied = again.task_results(APPLY_TASK)[0]
-    assert f"v1/Secret/{NAMESPACE}/demo-generated" in applied["kept_secrets"]
+    assert f"v1/Secret/{CURRENT['namespace']}/demo-generated" in applied["kept_secrets"]
     assert applied["hooks_run"] == []
     assert applied["phase"] == "upgrade"
-    secret = client.CoreV1Api(api).read_namespaced_secret("demo-generated", NAMESPACE)
+    secret = client.CoreV1Api(api).read_namespaced_secret("demo-generated", CURRENT["namespace"])
     # written once, at creation, by our field manager; the second and third deploys did not touch it
     assert [(m.manager, m.operation) for m in secret.metadata.managed_fields] == [("airgap-renku", "Apply")]
     assert secret.metadata.managed_fields[0].time == secret.metadata.creation_timestamp
@@ -208,9 +245,9 @@ def test_hooks_ran_in_helm_order(deployed):
     results = deployed["converge"].task_results(APPLY_TASK)
     hooks = results[0]["hooks_run"]
     assert hooks == [
-        f"batch/v1/Job/{NAMESPACE}/demo-db-init",
-        f"batch/v1/Job/{NAMESPACE}/demo-gitlab-check",
-        f"batch/v1/Job/{NAMESPACE}/demo-post-install",
+        f"batch/v1/Job/{CURRENT['namespace']}/demo-db-init",
+        f"batch/v1/Job/{CURRENT['namespace']}/demo-gitlab-check",
+        f"batch/v1/Job/{CURRENT['namespace']}/demo-post-install",
     ]
     assert results[0]["phase"] == "install"
 
@@ -488,7 +525,7 @@ def test_bad_ca_is_refused_before_anything_is_applied(lab_env, api, tmp_path, ki
 
 
 def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
-    secret = client.CoreV1Api(api).read_namespaced_secret("airgap-ca-bundle", f"{NAMESPACE}-sessions")
+    secret = client.CoreV1Api(api).read_namespaced_secret("airgap-ca-bundle", f"{CURRENT['namespace']}-sessions")
     custom = base64.b64decode(secret.data["custom-ca.crt"]).decode()
     assert custom.strip() == Path(lab_env["LAB_CA"]).read_text().strip()
 
