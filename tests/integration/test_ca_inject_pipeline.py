@@ -80,7 +80,7 @@ def deployed(lab_env, api, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
     lock_path, state_path = shared / "ca-pipeline.lock", shared / "ca-pipeline.json"
-    with open(lock_path, "a") as lock:
+    with open(lock_path, "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = json.loads(state_path.read_text()) if state_path.exists() else {"users": 0, "generation": 0}
         if "results" not in state or not namespace_active(api, state["namespace"]):
@@ -93,7 +93,7 @@ def deployed(lab_env, api, tmp_path_factory):
         state_path.write_text(json.dumps(state))
     CURRENT["namespace"] = state["namespace"]
     yield {name: PlaybookResult(**fields) for name, fields in state["results"].items()}
-    with open(lock_path, "a") as lock:
+    with open(lock_path, "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = json.loads(state_path.read_text())
         state["users"] -= 1
