@@ -292,6 +292,10 @@ def write_connection_vars() -> None:
         "lab_helm": env["HELM"],
         "lab_kubectl": env["KUBECTL"],
     }
+    # what lab components export (LAB_GIT_URL, LAB_DNS ...) is there too, as lab_git_url, lab_dns ...
+    for comp in components():
+        if hasattr(comp, "env"):
+            data.update({"lab_" + key.removeprefix("LAB_").lower(): value for key, value in comp.env().items()})
     CONNECTION_VARS.parent.mkdir(parents=True, exist_ok=True)
     header = "---\n# Written by `make lab-up` (lab/lab.py); machine-specific, not under version control.\n"
     write_private(CONNECTION_VARS, (header + yaml.safe_dump(data, sort_keys=True)).encode())
