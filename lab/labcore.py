@@ -70,6 +70,8 @@ class Daemon:
     health: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
     optional: bool = False
+    prepare: Callable[[], None] | None = None  # writes the files the program needs before it starts
+    netns: str | None = None  # run inside this network namespace (`ip netns exec` execs in place)
 
     @property
     def pidfile(self) -> Path:
@@ -86,10 +88,14 @@ class Daemon:
     def start(self) -> None:
         if self.pid() is not None:
             return
+        if self.prepare:
+            self.prepare()
+        argv = ["ip", "netns", "exec", self.netns, *self.argv] if self.netns else self.argv
         LOG.mkdir(parents=True, exist_ok=True)
+        RUN.mkdir(parents=True, exist_ok=True)
         with open(LOG / f"{self.name}.log", "ab") as out:
             proc = subprocess.Popen(
-                self.argv,
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -98,6 +104,10 @@ class Daemon:
                 cwd=STATE,
             )
         self.pidfile.write_text(str(proc.pid))
+        if self.netns:  # until `ip` has exec'd the daemon, /proc/<pid>/exe still names `ip`
+            deadline = time.monotonic() + 5
+            while self.pid() is None and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def stop(self, timeout: float = 15.0) -> bool:
         pid = self.pid()

@@ -28,11 +28,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from labcore import LOG, LOOPBACK, PKI, RUN, STATE, Daemon, LabCA, http_ok, log, wait_healthy, write_public
+from labcore import LOG, LOOPBACK, PKI, STATE, Daemon, LabCA, http_ok, log, wait_healthy, write_public
 
 NETNS = "airgap-netlab"
 BRIDGE = "nlbr0"
@@ -67,41 +66,13 @@ CTL = STATE / "netlab" / "netlabctl"
 # daemons with a preparation step and, optionally, a network namespace
 
 
-@dataclass
 class NetDaemon(Daemon):
-    """A Daemon that prepares its files first and may run inside a network namespace.
-
-    `ip netns exec` execs the program in place, so the pid we record is the daemon's own and
-    `argv[0]` stays the program `Daemon.pid()` checks for.
-    """
-
-    prepare: Callable[[], None] | None = None
-    netns: str | None = None
+    """A lab Daemon whose handlers reach it through the netlab control script, written before start."""
 
     def start(self) -> None:
-        if self.pid() is not None:
-            return
-        if self.prepare:
-            self.prepare()
-        write_ctl()
-        argv = ["ip", "netns", "exec", self.netns, *self.argv] if self.netns else self.argv
-        LOG.mkdir(parents=True, exist_ok=True)
-        RUN.mkdir(parents=True, exist_ok=True)
-        with open(LOG / f"{self.name}.log", "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, **self.env},
-                cwd=STATE,
-            )
-        self.pidfile.write_text(str(proc.pid))
-        if self.netns:  # until `ip` has exec'd the daemon, /proc/<pid>/exe still names `ip`
-            deadline = time.monotonic() + 5
-            while self.pid() is None and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+        if self.pid() is None:
+            write_ctl()
+        super().start()
 
 
 def _write_once(path: Path, text: str) -> None:
