@@ -217,15 +217,21 @@ def _shape(
     lock_file = params.get("lock_file")
     if lock_file and not result.errors:
         previous = read_lock(lock_file)
-        new = merge_lock(previous, lock)
-        before, after = dump_lock(previous) if previous else "", dump_lock(new)
-        if before != after:
-            out["changed"] = True
-            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
-            if not check_mode:
-                write_atomic(lock_file, after)
-        out["lock_file"] = lock_file
+        _record_lock(out, lock_file, previous, merge_lock(previous, lock), check_mode)
     return out
+
+
+def _record_lock(
+    out: Dict[str, Any], lock_file: str, previous: Optional[Dict[str, Any]], new: Dict[str, Any], check_mode: bool
+) -> None:
+    """Write the merged lock file when it differs; report the change and its diff in `out`."""
+    before, after = dump_lock(previous) if previous else "", dump_lock(new)
+    if before != after:
+        out["changed"] = True
+        out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
+        if not check_mode:
+            write_atomic(lock_file, after)
+    out["lock_file"] = lock_file
 
 
 def lock_digest_summary(lock: Dict[str, Any]) -> str:
@@ -250,13 +256,7 @@ def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
         new = merge_lock(previous, {"apiVersion": "airgap.renku/v1", "kind": "MirrorLock", "charts": recorded})
         new.setdefault("images", [])
-        before, after = dump_lock(previous) if previous else "", dump_lock(new)
-        if before != after:
-            out["changed"] = True
-            out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
-            if not check_mode:
-                write_atomic(lock_file, after)
-        out["lock_file"] = lock_file
+        _record_lock(out, lock_file, previous, new, check_mode)
     return out
 
 
