@@ -1,6 +1,6 @@
 """Seed the lab's "upstream" registry with small generated images and OCI Helm charts.
 
-Upstream plays docker.io, quay.io and ghcr.io at once: an image `quay.io/keycloak/keycloak:26.0.7`
+Upstream plays docker.io, quay.io, ghcr.io and gcr.io at once: an image `quay.io/keycloak/keycloak:26.0.7`
 lives at `<upstream>/quay.io/keycloak/keycloak:26.0.7`. Content is generated deterministically
 (fixed mtimes, gzip without timestamps), so digests are the same on every machine and every run, and
 seeding is idempotent: what is already there is not pushed again.
@@ -63,6 +63,8 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("ghcr.io/swissdatasciencecenter/amalthea-sessions:0.30.2"),
     ImageSpec("ghcr.io/swissdatasciencecenter/csi-rclone:0.6.0", base="alpine-lab"),
     ImageSpec("ghcr.io/swissdatasciencecenter/renku/session-base:py3.12", ("linux/amd64", "linux/arm64")),
+    # the kaniko executor that project templates build their images with (renku role)
+    ImageSpec("gcr.io/kaniko-project/executor:v1.23.2-debug", base="busybox-lab"),
 )
 
 
