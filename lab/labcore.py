@@ -23,7 +23,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextlib
 
-from labpki import LabCA, ensure_rsa_key, write_private, write_public  # noqa: F401
+from labpki import LabCA, ensure_rsa_key, use_tls, write_private, write_public  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("AIRGAP_LAB_STATE", ROOT / ".lab"))

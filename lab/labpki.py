@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import socketserver
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -151,6 +153,14 @@ def _san(value: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(value))
     except ValueError:
         return x509.DNSName(value)
+
+
+def use_tls(server: socketserver.TCPServer, cert: str | Path, key: str | Path) -> socketserver.TCPServer:
+    """Make a listening socket server speak TLS with a certificate from the lab CA; returns the server."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server
 
 
 def ensure_rsa_key(path: Path) -> Path:

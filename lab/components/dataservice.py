@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import secrets
-import ssl
 import sys
 import threading
 import time
@@ -395,9 +394,7 @@ def serve(args: argparse.Namespace) -> None:
     server = ThreadingHTTPServer(
         (labcore.LOOPBACK, args.port), make_handler(openapi, Api(Store(Path(args.state))), token, host_url)
     )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    labcore.use_tls(server, args.cert, args.key)
     server.serve_forever()
 
 

@@ -16,7 +16,6 @@ import hmac
 import os
 import secrets
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -244,9 +243,7 @@ def serve(port: int, root: Path, cert: str, key: str, password_file: Path) -> No
     GitHandler.root = root
     GitHandler.secret = password_file.read_text().strip()
     server = ThreadingHTTPServer((labcore.LOOPBACK, port), GitHandler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    labcore.use_tls(server, cert, key)
     server.serve_forever()
 
 

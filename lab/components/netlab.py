@@ -22,7 +22,6 @@ import http.server
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from labcore import LOG, LOOPBACK, PKI, STATE, Daemon, LabCA, http_ok, log, wait_healthy, write_public
+from labcore import LOG, LOOPBACK, PKI, STATE, Daemon, LabCA, http_ok, log, use_tls, wait_healthy, write_public
 
 NETNS = "airgap-netlab"
 BRIDGE = "nlbr0"
@@ -423,9 +422,7 @@ def serve_backend(name: str, http_port: int, https_port: int, cert: str, key: st
     handler = _backend_handler(name)
     plain = http.server.ThreadingHTTPServer((LOOPBACK, http_port), handler)
     tls = http.server.ThreadingHTTPServer((LOOPBACK, https_port), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    use_tls(tls, cert, key)
     threading.Thread(target=tls.serve_forever, daemon=True).start()
     plain.serve_forever()
 

@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import threading
@@ -137,9 +136,7 @@ def https_server(lab_env):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    labpki.use_tls(server, cert, key)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"https://127.0.0.1:{server.server_address[1]}/"

@@ -583,7 +583,6 @@ def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
 def classic_chart_repo(lab_env, tmp_path):
     """A classic Helm chart repository (index.yaml + packages) over HTTPS with a lab CA certificate."""
     import functools
-    import ssl
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     served = tmp_path / "repo"
@@ -598,9 +597,7 @@ def classic_chart_repo(lab_env, tmp_path):
     url = f"https://127.0.0.1:{server.server_address[1]}"
     subprocess.run([lab_env["HELM"], "repo", "index", str(served), "--url", url], check=True, env=env)
     crt, key = labcore.LabCA(labcore.PKI).issue("mirror-test-chart-repo", "charts.lab", ["127.0.0.1"])
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(crt), str(key))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    labcore.use_tls(server, crt, key)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield url
