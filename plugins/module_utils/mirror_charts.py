@@ -91,38 +91,31 @@ def _source_text(chart: Dict[str, Any]) -> str:
     return chart["chart"] if not chart.get("repo") else f"{chart['repo'].rstrip('/')}/{chart['chart']}"
 
 
-def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: str) -> Dict[str, Any]:
-    """The mapping for one chart and whether the destination already has it."""
+def _chart_entry(chart: Dict[str, Any]) -> Dict[str, Any]:
+    """What every chart mapping records: names, the source and both spellings of the version."""
     version, tag = oci_version(chart["version"])
-    name = chart_name(chart)
-    repo = "/".join(p for p in (prefix.strip("/"), name) if p)
-    digest = dest.manifest_digest(repo, tag)
     return {
-        "name": name,
+        "name": chart_name(chart),
         "source": _source_text(chart),
         "version": str(chart["version"]),
         "oci_version": version,
         "oci_tag": tag,
-        "destination": f"oci://{dest_host}/{repo}",
-        "present": digest is not None,
-        "digest": digest,
     }
+
+
+def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: str) -> Dict[str, Any]:
+    """The mapping for one chart and whether the destination already has it."""
+    entry = _chart_entry(chart)
+    repo = "/".join(p for p in (prefix.strip("/"), entry["name"]) if p)
+    digest = dest.manifest_digest(repo, entry["oci_tag"])
+    return {**entry, "destination": f"oci://{dest_host}/{repo}", "present": digest is not None, "digest": digest}
 
 
 def plan_download(chart: Dict[str, Any], directory: str) -> Dict[str, Any]:
     """The mapping for a chart exported to `directory` (a bundle's `charts/`)."""
-    version, tag = oci_version(chart["version"])
-    name = chart_name(chart)
-    filename = f"{name}-{version}.tgz"
-    return {
-        "name": name,
-        "source": _source_text(chart),
-        "version": str(chart["version"]),
-        "oci_version": version,
-        "oci_tag": tag,
-        "file": filename,
-        "present": os.path.isfile(os.path.join(directory, filename)),
-    }
+    entry = _chart_entry(chart)
+    filename = f"{entry['name']}-{entry['oci_version']}.tgz"
+    return {**entry, "file": filename, "present": os.path.isfile(os.path.join(directory, filename))}
 
 
 def fetch_chart(chart: Dict[str, Any], entry: Dict[str, Any], helm: str, ca_file: Optional[str], work: str) -> str:
