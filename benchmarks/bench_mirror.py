@@ -3,15 +3,19 @@
 
     mirror_cold_vs_skopeo_loop   sequential `skopeo copy --all` loop time / our cold copy time
     mirror_cold_vs_skopeo_sync   `skopeo sync --all` time / our cold copy time
-    mirror_warm_vs_cold          our rerun (nothing to copy) time / our cold copy time
+    mirror_warm_vs_cold          our rerun with the lock file (default verify: receipt) / our cold time
+    mirror_warm_tags_vs_cold     the same rerun with verify: tags (one request per image) / cold time
     bundle_vs_raw_copy           raw copy of the same blob bytes / (bundle export + import) time
     mirror_peak_rss_mb           peak RSS of the mirroring process copying an image with a 256 MB layer
 
 Every copy goes to its own fresh `docker-registry` (TLS from the lab CA, htpasswd auth), so no
-method profits from another's work. The raw copy streams each blob GET -> PUT with plain requests,
-one after the other, no manifests: the least work that moves the same bytes between registries.
-Our timings are measured in a child process around the mirroring call, like skopeo's wall time
-minus interpreter start-up (reported separately as `mirror_python_startup_s`).
+method profits from another's work. Cold copies run ROUNDS times, the methods in a different order
+each round, and the medians are compared: this machine's speed drifts by tens of percent within a
+minute. Before every timed copy the page cache is flushed (`sync`), so no method pays for another's
+disk writes. The raw copy streams each blob GET -> PUT, one after the other, no manifests: the least
+work that moves the same bytes between registries. Our timings are measured in a child process
+around the mirroring call, like skopeo's wall time minus interpreter start-up (reported separately
+as `mirror_python_startup_s`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +48,9 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (  # 
     sha256_digest,
 )
 
-PORTS = {"src": 5081, "ours": 5082, "loop": 5083, "sync": 5084, "bundle": 5085, "raw": 5086, "big": 5087}
+PORTS = {"src": 5081, "bundle": 5085, "raw": 5086, "big": 5087}
+ROUND_PORTS = {"ours": 5082, "loop": 5083, "sync": 5084}  # fresh registries every round
+ROUNDS = 3
 IMAGES = 24
 BASES = {"linux/amd64": 3 << 20, "linux/arm64": 3 << 20}  # a base layer per platform, shared by every image
 APP_LAYER = 2 << 20
@@ -59,11 +66,11 @@ def log(msg: str) -> None:
 # private registries and generated content
 
 
-def start_registries(root: Path) -> dict[str, labcore.Daemon]:
+def start_registries(root: Path, ports: dict[str, int]) -> dict[str, labcore.Daemon]:
     ca = labcore.LabCA(labcore.PKI)
     daemons = {
         name: labcore.registry_daemon(ca, f"bench-mirror-{name}", port, auth=name != "src", root=root / name)
-        for name, port in PORTS.items()
+        for name, port in ports.items()
     }
     for daemon in daemons.values():
         daemon.start()
@@ -147,13 +154,14 @@ sys.path.insert(0, sys.argv[1])
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import Endpoint, MirrorSettings, mirror_images
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import export_bundle, import_bundle
 job = json.loads(sys.stdin.read())
+verify = job.get("verify", "receipt")
 dest = Endpoint(job["dest"], job["ca"], job.get("user"), job.get("password"))
 settings = MirrorSettings(destination=dest, prefix="site", keep_registry_host=False, ca_file=job["ca"], parallel=8)
 startup = time.monotonic() - t0
 t1 = time.monotonic()
 if job["op"] == "mirror":
     lock = job.get("lock")
-    result = mirror_images(job["refs"], settings, previous_lock=lock)
+    result = mirror_images(job["refs"], settings, previous_lock=lock, verify=verify)
 elif job["op"] == "export":
     result = export_bundle(job["refs"], MirrorSettings(destination=Endpoint(""), ca_file=job["ca"]), job["bundle"])
 else:
@@ -165,6 +173,7 @@ print(json.dumps({"seconds": seconds, "startup": startup, "errors": result.error
 
 
 def ours(job: dict) -> dict:
+    os.sync()
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(ROOT / "build" / "collections")],
         input=json.dumps(job),
@@ -199,6 +208,7 @@ def authfile(path: Path, hosts: list[str], user: str, password: str) -> Path:
 
 
 def skopeo_loop(refs: list[str], dest: str, cert_dir: str, auth: Path, home: Path) -> float:
+    os.sync()
     started = time.monotonic()
     for ref in refs:
         repo = ref.split("/", 1)[1]
@@ -232,6 +242,7 @@ def skopeo_sync(refs: list[str], src: str, dest: str, cert_dir: str, auth: Path,
         images.setdefault(repo, []).append(tag)
     spec = work / "sync.yaml"
     spec.write_text(yaml.safe_dump({src: {"images": images, "cert-dir": cert_dir, "tls-verify": True}}))
+    os.sync()
     started = time.monotonic()
     subprocess.run(
         [
@@ -270,6 +281,7 @@ def raw_copy(bundle: Path, src: Registry, dest: Registry, lock: dict) -> float:
             manifest = json.loads((bundle / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
             for desc in [manifest["config"], *manifest["layers"]]:
                 repo_of.setdefault(desc["digest"], repo)
+    os.sync()
     started = time.monotonic()
     for digest, repo in repo_of.items():
         resp = src.open_blob(repo, digest)
@@ -278,6 +290,43 @@ def raw_copy(bundle: Path, src: Registry, dest: Registry, lock: dict) -> float:
         finally:
             resp.close()
     return time.monotonic() - started
+
+
+def cold_round(n: int, refs: list[str], host: dict, base: dict, ctx: dict, work: Path) -> dict[str, float]:
+    """One round on fresh registries: our cold copy and both reruns, the skopeo loop, skopeo sync."""
+    daemons = start_registries(work / f"round{n}", ROUND_PORTS)
+    times: dict[str, float] = {}
+    try:
+
+        def run_ours() -> None:
+            cold = ours({**base, "op": "mirror", "refs": refs, "dest": host["ours"]})
+            warm_job = {**base, "op": "mirror", "refs": refs, "dest": host["ours"], "lock": cold["lock"]}
+            warm = ours(warm_job)
+            tags = ours({**warm_job, "verify": "tags"})
+            assert warm["stats"]["receipt"] == "trusted" and tags["stats"]["images_copied"] == 0
+            times.update(cold=cold["seconds"], warm=warm["seconds"], warm_tags=tags["seconds"])
+            ctx["startup"] = cold["startup"]
+
+        def run_loop() -> None:
+            times["loop"] = skopeo_loop(refs, host["loop"], ctx["cert_dir"], ctx["auth"], ctx["home"])
+
+        def run_sync() -> None:
+            times["sync"] = skopeo_sync(
+                refs, host["src"], host["sync"], ctx["cert_dir"], ctx["auth"], ctx["home"], work
+            )
+
+        methods = [run_ours, run_loop, run_sync]
+        for method in methods[n % 3 :] + methods[: n % 3]:
+            method()
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+        shutil.rmtree(work / f"round{n}", ignore_errors=True)
+    log(
+        f"round {n + 1}: ours cold {times['cold']:.2f}s warm {times['warm']:.3f}s (tags {times['warm_tags']:.3f}s),"
+        f" skopeo loop {times['loop']:.2f}s, sync {times['sync']:.2f}s"
+    )
+    return times
 
 
 def main() -> int:
@@ -289,27 +338,21 @@ def main() -> int:
     ca, cert_dir = env["LAB_CA"], env["LAB_CA_DIR"]
     user, password = env["REGISTRY_INTERNAL_USER"], env["REGISTRY_INTERNAL_PASSWORD"]
     work = Path(tempfile.mkdtemp(prefix="bench-mirror-"))
-    daemons = start_registries(work / "registries")
+    daemons = start_registries(work / "registries", PORTS)
     try:
-        host = {name: f"127.0.0.1:{port}" for name, port in PORTS.items()}
+        host = {name: f"127.0.0.1:{port}" for name, port in {**PORTS, **ROUND_PORTS}.items()}
         src = Registry(host["src"], ca)
         log("generating the image set")
         refs, big_ref = generate(src, host["src"])
-        auth = authfile(work / "auth.json", list(host.values()), user, password)
         home = work / "home"
         home.mkdir()
-
-        log("ours: cold")
+        ctx = {"cert_dir": cert_dir, "auth": authfile(work / "auth.json", list(host.values()), user, password)}
+        ctx["home"] = home
         base = {"ca": ca, "user": user, "password": password}
-        cold = ours({**base, "op": "mirror", "refs": refs, "dest": host["ours"]})
-        log(f"ours: cold {cold['seconds']:.2f}s {cold['stats']}")
-        warm = ours({**base, "op": "mirror", "refs": refs, "dest": host["ours"], "lock": cold["lock"]})
-        log(f"ours: warm {warm['seconds']:.3f}s")
-        log("skopeo copy loop")
-        loop = skopeo_loop(refs, host["loop"], cert_dir, auth, home)
-        log(f"skopeo loop {loop:.2f}s; skopeo sync")
-        sync = skopeo_sync(refs, host["src"], host["sync"], cert_dir, auth, home, work)
-        log(f"skopeo sync {sync:.2f}s; bundle")
+        rounds = [cold_round(n, refs, host, base, ctx, work) for n in range(ROUNDS)]
+        med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+        log("bundle")
         bundle = work / "bundle"
         exported = ours({**base, "op": "export", "refs": refs, "dest": "", "bundle": str(bundle)})
         imported = ours({**base, "op": "import", "dest": host["bundle"], "bundle": str(bundle)})
@@ -322,18 +365,21 @@ def main() -> int:
             daemon.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"mirror_cold_vs_skopeo_loop: {loop / cold['seconds']:.2f}")
-    print(f"mirror_cold_vs_skopeo_sync: {sync / cold['seconds']:.2f}")
-    print(f"mirror_warm_vs_cold: {warm['seconds'] / cold['seconds']:.4f}")
+    print(f"mirror_cold_vs_skopeo_loop: {med['loop'] / med['cold']:.2f}")
+    print(f"mirror_cold_vs_skopeo_sync: {med['sync'] / med['cold']:.2f}")
+    print(f"mirror_warm_vs_cold: {med['warm'] / med['cold']:.4f}")
+    print(f"mirror_warm_tags_vs_cold: {med['warm_tags'] / med['cold']:.4f}")
     print(f"bundle_vs_raw_copy: {raw / (exported['seconds'] + imported['seconds']):.2f}")
     print(f"mirror_peak_rss_mb: {big['rss_mb']:.1f}")
-    print(f"mirror_cold_s: {cold['seconds']:.2f}")
-    print(f"mirror_warm_s: {warm['seconds']:.3f}")
-    print(f"skopeo_loop_s: {loop:.2f}")
-    print(f"skopeo_sync_s: {sync:.2f}")
-    print(f"mirror_python_startup_s: {cold['startup']:.2f}")
+    print(f"mirror_cold_s: {med['cold']:.2f}")
+    print(f"mirror_warm_s: {med['warm']:.3f}")
+    print(f"mirror_warm_tags_s: {med['warm_tags']:.3f}")
+    print(f"skopeo_loop_s: {med['loop']:.2f}")
+    print(f"skopeo_sync_s: {med['sync']:.2f}")
+    print(f"mirror_python_startup_s: {ctx['startup']:.2f}")
     print(f"mirror_big_layer_mb: {BIG_LAYER >> 20}")
     print(f"bench_images: {len(refs)}")
+    print(f"bench_rounds: {ROUNDS}")
     return 0
 
 

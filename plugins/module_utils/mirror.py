@@ -23,6 +23,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
     parse_image,
     rewrite_source,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     INDEX_TYPES,
     Manifest,
@@ -86,6 +87,7 @@ class ImagePlan:
     filtered: bool = False
     pinned: Optional[str] = None  # digest the lock file pins the tag to
     error: Optional[str] = None
+    inline: Dict[str, bytes] = field(default_factory=dict)  # small blobs already read from the source
 
     @property
     def dest_reference(self) -> str:
@@ -134,11 +136,12 @@ class CopyStats:
     manifests_pushed: int = 0
     manifests_verified: int = 0
     seconds: float = 0.0
+    receipt: str = "none"  # trusted | written | present | none | not written: <why>
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
-            for key, value in counts.items():
+            for key, value in counts.items():  # numeric counters only
                 setattr(self, key, getattr(self, key) + value)
 
     def as_dict(self) -> Dict[str, Any]:
@@ -249,7 +252,7 @@ def resolve(
     else:
         plan.children.append(top)
         config = top.json().get("config", {})
-        plan.platforms[_single_platform(src, plan.src_repo, config)] = top.digest
+        plan.platforms[_single_platform(src, plan, config)] = top.digest
     plan.top, plan.digest, plan.media_type = top, top.digest, top.media_type
     plan.size = sum(int(d.get("size", 0)) for d in plan.blobs())
     if plan.dest_host:  # an export has no destination to compare with
@@ -258,18 +261,22 @@ def resolve(
     return plan
 
 
-def _single_platform(src: Registry, repo: str, config: Dict[str, Any]) -> str:
-    """os/arch of a single-platform image, read from its (small) config blob."""
+def _single_platform(src: Registry, plan: ImagePlan, config: Dict[str, Any]) -> str:
+    """os/arch of a single-platform image, read from its (small) config blob; the blob is kept so
+    the copy does not fetch it a second time."""
     if not config.get("digest") or int(config.get("size", 0)) > 1024 * 1024:
         return "unknown"
     try:
-        resp = src.open_blob(repo, config["digest"])
+        resp = src.open_blob(plan.src_repo, config["digest"])
         try:
-            data = json.loads(resp.content)
+            body = resp.content
         finally:
             resp.close()
+        data = json.loads(body)
     except (RegistryError, ValueError):
         return "unknown"
+    if sha256_digest(body) == config["digest"]:
+        plan.inline[config["digest"]] = body
     return platform_name(
         {"os": data.get("os"), "architecture": data.get("architecture"), "variant": data.get("variant")}
     )
@@ -360,11 +367,14 @@ class BlobTracker:
 
     def _copy(self, plan: ImagePlan, desc: Dict[str, Any], upload_url: Optional[str]) -> None:
         digest = desc["digest"]
-        resp, chunks = stream_blob(self.pool.get(plan.src_host), plan.src_repo, digest)
-        try:
-            size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, chunks, upload_url)
-        finally:
-            resp.close()
+        if digest in plan.inline:
+            size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, plan.inline[digest], upload_url)
+        else:
+            resp, chunks = stream_blob(self.pool.get(plan.src_host), plan.src_repo, digest)
+            try:
+                size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, chunks, upload_url)
+            finally:
+                resp.close()
         self._remember(digest, plan.dest_repo)
         self.stats.add(blobs_copied=1, bytes_copied=size)
         self.progress(f"blob {digest[:19]} -> {plan.dest_repo} ({size} bytes)")
@@ -441,12 +451,25 @@ def mirror_images(
     verify_all: bool = False,
     progress: Progress = _quiet,
     previous_lock: Optional[Dict[str, Any]] = None,
+    verify: str = "receipt",
 ) -> MirrorResult:
-    """Plan every image; unless `check_mode`, copy what is missing and verify it at the destination."""
+    """Plan every image; unless `check_mode`, copy what is missing and verify it at the destination.
+
+    `verify`: V(receipt) trusts the destination's receipt for an unchanged set (one request),
+    V(tags) asks for every tag, V(full) (or `verify_all`) also for every blob of every image.
+    """
     started = time.monotonic()
+    verify = "full" if verify_all else verify
     stats = CopyStats()
     pool = RegistryPool(settings)
     try:
+        trusted = _trusted_by_receipt(refs, settings, pool, previous_lock) if verify == "receipt" else None
+        if trusted is not None:
+            stats.images_total = stats.images_present = len(trusted)
+            stats.receipt = "trusted"
+            stats.seconds = time.monotonic() - started
+            progress(f"done: {len(trusted)} images present by receipt, nothing to copy")
+            return MirrorResult(trusted, stats, [])
         if settings.destination.host and not check_mode:
             pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = plan_images(refs, settings, pool, progress, previous_lock)
@@ -458,13 +481,59 @@ def mirror_images(
             return MirrorResult(plans, stats, [])
         todo = [p for p in good if not p.present]
         problems = _copy_all(todo, pool, stats, settings.parallel, progress)
-        check = good if verify_all else [p for p in todo if not p.error]
-        problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify_all)
+        check = good if verify == "full" else [p for p in todo if not p.error]
+        problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify == "full")
+        if not problems and len(good) == len(plans):
+            stats.receipt = _write_receipt(plans, settings, pool)
         stats.seconds = time.monotonic() - started
         progress(f"done: {stats.images_copied} copied, {stats.images_present} present, {stats.bytes_copied} bytes")
         return MirrorResult(plans, stats, problems)
     finally:
         pool.close()
+
+
+def _receipt_for(plans: List[ImagePlan], settings: MirrorSettings) -> Receipt:
+    pairs = [(p.destination, p.digest) for p in plans]
+    return Receipt(receipt_repository(settings.prefix), pairs, settings.platforms)
+
+
+def _trusted_by_receipt(
+    refs: List[str], settings: MirrorSettings, pool: RegistryPool, previous_lock: Optional[Dict[str, Any]]
+) -> Optional[List[ImagePlan]]:
+    """Plans of a set the lock file pins completely and whose receipt the destination holds; else None."""
+    if not previous_lock or settings.refresh or not settings.destination.host or not refs:
+        return None
+    known = {e["source"]: e for e in previous_lock.get("images") or [] if "source" in e}
+    plans = []
+    for ref in dict.fromkeys(refs):
+        plan = locate(parse_image(ref), settings)
+        entry = known.get(str(plan.source))
+        if not entry or entry.get("destination") != plan.destination or not entry.get("digest"):
+            return None
+        plan.digest, plan.media_type = entry["digest"], entry.get("media_type", "")
+        plan.platforms, plan.size = dict(entry.get("platforms") or {}), int(entry.get("size", 0))
+        plan.filtered, plan.present = bool(entry.get("platforms_filtered")), True
+        plans.append(plan)
+    try:
+        found = _receipt_for(plans, settings).present(pool.get(settings.destination.host))
+    except RegistryError:
+        return None
+    return plans if found else None
+
+
+def _write_receipt(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> str:
+    """Record the verified set at the destination; a failure only costs the next run its shortcut."""
+    if not settings.destination.host or not plans:
+        return "none"
+    receipt = _receipt_for(plans, settings)
+    dest = pool.get(settings.destination.host)
+    try:
+        if receipt.present(dest):
+            return "present"
+        receipt.write(dest)
+    except (RegistryError, OSError) as exc:
+        return f"not written: {exc}"
+    return "written"
 
 
 def _copy_all(

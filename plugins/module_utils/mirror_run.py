@@ -163,7 +163,7 @@ def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         problems = verify_bundle(params["bundle"])
         return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
     if mode == "import":
-        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify_all", False), progress)
+        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify") == "full", progress)
         return _shape(result, None, params, check_mode, settings)
     found = discover_images(params, settings)
     refs = sorted(found.images)
@@ -174,7 +174,8 @@ def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
             result = export_bundle(refs, settings, params["bundle"], params.get("bundle_archive"), progress)
         return _shape(result, found, params, check_mode, settings)
     previous = read_lock(params.get("lock_file"))
-    result = mirror_images(refs, settings, check_mode, params.get("verify_all", False), progress, previous)
+    verify = params.get("verify") or "receipt"
+    result = mirror_images(refs, settings, check_mode, False, progress, previous, verify)
     return _shape(result, found, params, check_mode, settings)
 
 

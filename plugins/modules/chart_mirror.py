@@ -21,7 +21,6 @@ author:
   - airgap.renku maintainers (@airgap-renku)
 requirements:
   - helm
-  - requests
   - PyYAML
 attributes:
   check_mode:
@@ -146,7 +145,7 @@ lock_file:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
 
 ARGUMENT_SPEC = dict(
     charts=dict(
@@ -184,8 +183,8 @@ def main() -> None:
             ["download_dir", "packages_dir"],
         ],
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    if not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run_charts
     from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError

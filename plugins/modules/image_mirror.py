@@ -23,11 +23,13 @@ description:
   - Or exports to a portable bundle (OCI layout, blobs stored once, SHA256SUMS, lock file) and imports
     it on the other side.
   - Writes a lock file (source, destination, digest per platform) that later stages use.
+  - After a run in which every image was verified at the destination, pushes a small receipt artifact
+    (C(<prefix>/airgap-renku-mirror-receipts:set-<sha256 of the set>)) there; a rerun that the lock file
+    pins completely then costs one request instead of one per image (see O(verify)).
   - TLS is always verified, against O(ca_file).
 author:
   - airgap.renku maintainers (@airgap-renku)
 requirements:
-  - requests
   - PyYAML
   - helm (only when O(charts) is used)
 attributes:
@@ -171,7 +173,7 @@ options:
     description:
       - Lock file to write, and to read on the next run. A tag the lock file records stays pinned to its
         recorded digest (the source is not asked again, and a missing image is copied by that digest) unless
-        O(refresh) is set; a rerun costs one request per image.
+        O(refresh) is set. A rerun costs one request (the receipt, see O(verify)) or one per image.
     type: path
   refresh:
     description: Ask the source registries again for tags the lock file already pins, and follow tags that moved.
@@ -183,10 +185,18 @@ options:
   bundle_archive:
     description: With V(export), also pack the bundle directory into this uncompressed tar file.
     type: path
-  verify_all:
-    description: Verify every image at the destination, also those skipped, including blob presence.
-    type: bool
-    default: false
+  verify:
+    description:
+      - How a rerun makes sure what the lock file pins is at the destination. Copied images are always
+        read back (tag and every manifest digest).
+      - V(receipt) asks for the receipt of the whole set (one request) and trusts it when present with the
+        expected digest; it does not notice images deleted from the destination by hand since it was written.
+        Without a matching receipt this is V(tags).
+      - V(tags) asks for every tag (one request per image) and copies what is missing or moved.
+      - V(full) is V(tags) plus every child manifest and blob of every image.
+    type: str
+    choices: [receipt, tags, full]
+    default: receipt
   progress_file:
     description: Append progress lines to this file while running (follow it with C(tail -f)).
     type: path
@@ -265,11 +275,15 @@ images:
       digest: sha256:a4663f8b0c60c7411fbc0e7282a2c3aa6ef1e55003150d41b37e386855e5239a
       platforms: {linux/amd64: "sha256:4d70...", linux/arm64: "sha256:3f22..."}
 stats:
-  description: Counts, bytes and seconds of this run (V(bytes_to_copy) in check mode).
+  description:
+    - Counts, bytes and seconds of this run (V(bytes_to_copy) in check mode).
+    - V(receipt) is V(trusted) (the set was found by its receipt), V(written), V(present), V(none), or
+      V(not written) with the reason (the next rerun then asks for every tag).
   returned: always
   type: dict
   sample: {images_total: 18, images_copied: 3, images_present: 15, blobs_copied: 9, blobs_mounted: 2,
-           blobs_present: 1, bytes_copied: 123456, manifests_pushed: 5, manifests_verified: 5, seconds: 1.2}
+           blobs_present: 1, bytes_copied: 123456, manifests_pushed: 5, manifests_verified: 5, seconds: 1.2,
+           receipt: written}
 lock:
   description: The images section of the lock file this run produced.
   returned: always
@@ -320,7 +334,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
-from ansible_collections.airgap.renku.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
@@ -369,7 +382,7 @@ ARGUMENT_SPEC = dict(
     refresh=dict(type="bool", default=False),
     bundle=dict(type="path"),
     bundle_archive=dict(type="path"),
-    verify_all=dict(type="bool", default=False),
+    verify=dict(type="str", choices=["receipt", "tags", "full"], default="receipt"),
     progress_file=dict(type="path"),
     output_dir=dict(type="path"),
     node_ca_path=dict(type="str", default="/etc/containerd/certs.d/site-ca.crt"),
@@ -378,8 +391,6 @@ ARGUMENT_SPEC = dict(
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import BundleError

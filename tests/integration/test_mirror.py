@@ -40,11 +40,13 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover impor
     confirm_candidates,
     discover,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
 from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     OCI_MANIFEST,
     Manifest,
     Registry,
+    Transport,
     sha256_digest,
 )
 
@@ -60,7 +62,7 @@ LAB_IMAGES = [
     "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
     "ghcr.io/swissdatasciencecenter/renku/session-base:py3.12",
 ]
-KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT = 5071, 5072, 5073, 5074
+KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, RECEIPT_PORT = 5071, 5072, 5073, 5074, 5075
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -202,6 +204,58 @@ def test_multi_arch_digests_identical_and_rerun_copies_nothing(lab_env):
     # without the lock file the rerun still copies nothing (it compares digests at the destination)
     cold_plan = mirror_images(LAB_IMAGES, conf, verify_all=True)
     assert cold_plan.stats.images_copied == 0 and cold_plan.errors == []
+
+
+def test_receipt_makes_a_pinned_rerun_one_request_and_tags_mode_repairs(lab_env, private_registry, monkeypatch):
+    dest = private_registry("mirror-receipt-dst", RECEIPT_PORT)
+    conf = settings(lab_env, dest.host, "site")
+    images = LAB_IMAGES[:3]
+    first = mirror_images(images, conf)
+    assert first.errors == [] and first.stats.receipt == "written"
+    lock = first.lock()
+    pairs = {(e["destination"], e["digest"]) for e in lock["images"]}
+
+    # the receipt is a real artifact at the destination, and its config lists exactly the set
+    internal = Registry(
+        dest.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+    )
+    receipt = Receipt(receipt_repository("site"), sorted(pairs), [])
+    stored = internal.get_manifest(receipt.repository, receipt.tag)
+    assert stored is not None and stored.digest == receipt.manifest.digest
+    config = internal.open_blob(receipt.repository, stored.json()["config"]["digest"]).json()
+    assert {(i["destination"], i["digest"]) for i in config["images"]} == pairs
+
+    calls: list[tuple[str, str]] = []
+    send = Transport.send
+
+    def counting(self, method, url, *args, **kwargs):
+        calls.append((method, url))
+        return send(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(Transport, "send", counting)
+    warm = mirror_images(images, conf, previous_lock=lock)
+    assert warm.errors == [] and warm.stats.receipt == "trusted"
+    assert warm.stats.images_present == len(images) and warm.stats.images_copied == 0
+    assert warm.lock() == lock
+    assert all(dest.host in url and receipt.tag in url for _method, url in calls), calls  # the receipt only
+    assert len(calls) <= 2  # the HEAD, and its replay after the registry's Basic challenge
+
+    # an image deleted behind the mirror's back: the receipt does not see it, verify=tags repairs it
+    victim = next(e for e in lock["images"] if "postgres" in e["source"])
+    repo, tag = victim["destination"].split("/", 1)[1].rsplit(":", 1)
+    deleted = internal.request("DELETE", f"/v2/{repo}/manifests/{victim['digest']}", repo, push=True)
+    assert deleted.status_code == 202
+    assert internal.manifest_digest(repo, tag) is None
+    assert mirror_images(images, conf, previous_lock=lock).stats.receipt == "trusted"
+    repaired = mirror_images(images, conf, previous_lock=lock, verify="tags")
+    assert repaired.errors == [] and repaired.stats.images_copied == 1
+    assert repaired.stats.receipt == "present"  # the same set, verified again
+    assert internal.manifest_digest(repo, tag) == victim["digest"]
+
+    # a different set has no receipt yet: every tag is asked for, then its own receipt is written
+    bigger = mirror_images(LAB_IMAGES, conf, previous_lock=lock)
+    assert bigger.errors == [] and bigger.stats.images_copied == len(LAB_IMAGES) - len(images)
+    assert bigger.stats.receipt == "written"
 
 
 def test_killed_destination_leaves_no_partial_tag_and_rerun_completes(lab_env, private_registry):
