@@ -291,22 +291,28 @@ def plan_images(
 ) -> List[ImagePlan]:
     """Resolve every reference (in parallel); errors are kept per image, not raised."""
     plans = [locate(parse_image(r), settings) for r in dict.fromkeys(refs)]
-    known = {e["source"]: e for e in (previous_lock or {}).get("images") or [] if "source" in e}
-
-    def one(plan: ImagePlan) -> ImagePlan:
-        try:
-            resolve(plan, pool, settings.platforms, known.get(str(plan.source)), settings.refresh)
-            progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes)")
-        except (RegistryError, OSError, ValueError) as exc:
-            plan.error = str(exc)
-            progress(f"plan {plan.source}: ERROR {exc}")
-        except Exception as exc:  # requests' connection errors and the like
-            plan.error = f"{type(exc).__name__}: {exc}"
-            progress(f"plan {plan.source}: ERROR {plan.error}")
-        return plan
-
+    known = _known(previous_lock)
     with ThreadPoolExecutor(max_workers=settings.parallel) as workers:
-        return list(workers.map(one, plans))
+        return list(workers.map(lambda plan: _plan_one(plan, pool, settings, known, progress), plans))
+
+
+def _known(previous_lock: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    return {e["source"]: e for e in (previous_lock or {}).get("images") or [] if "source" in e}
+
+
+def _plan_one(
+    plan: ImagePlan, pool: RegistryPool, settings: MirrorSettings, known: Dict[str, Dict[str, Any]], progress: Progress
+) -> ImagePlan:
+    try:
+        resolve(plan, pool, settings.platforms, known.get(str(plan.source)), settings.refresh)
+        progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes)")
+    except (RegistryError, OSError, ValueError) as exc:
+        plan.error = str(exc)
+        progress(f"plan {plan.source}: ERROR {exc}")
+    except Exception as exc:  # connection errors and the like
+        plan.error = f"{type(exc).__name__}: {exc}"
+        progress(f"plan {plan.source}: ERROR {plan.error}")
+    return plan
 
 
 def missing_bytes(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> int:
@@ -470,19 +476,18 @@ def mirror_images(
             stats.seconds = time.monotonic() - started
             progress(f"done: {len(trusted)} images present by receipt, nothing to copy")
             return MirrorResult(trusted, stats, [])
-        if settings.destination.host and not check_mode:
-            pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
-        plans = plan_images(refs, settings, pool, progress, previous_lock)
-        good = [p for p in plans if not p.error]
-        stats.images_total = len(plans)
-        stats.images_present = sum(1 for p in good if p.present)
         if check_mode:
+            plans = plan_images(refs, settings, pool, progress, previous_lock)
+            good = [p for p in plans if not p.error]
+            stats.images_total, stats.images_present = len(plans), sum(1 for p in good if p.present)
             stats.seconds = time.monotonic() - started
             return MirrorResult(plans, stats, [])
-        todo = [p for p in good if not p.present]
-        problems = _copy_all(todo, pool, stats, settings.parallel, progress)
-        check = good if verify == "full" else [p for p in todo if not p.error]
-        problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify == "full")
+        if settings.destination.host:
+            pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
+        plans = [locate(parse_image(r), settings) for r in dict.fromkeys(refs)]
+        problems = _mirror_all(plans, pool, settings, stats, verify, _known(previous_lock), progress)
+        good = [p for p in plans if not p.error]
+        stats.images_total, stats.images_present = len(plans), sum(1 for p in good if p.present)
         if not problems and len(good) == len(plans):
             stats.receipt = _write_receipt(plans, settings, pool)
         stats.seconds = time.monotonic() - started
@@ -490,6 +495,41 @@ def mirror_images(
         return MirrorResult(plans, stats, problems)
     finally:
         pool.close()
+
+
+def _mirror_all(
+    plans: List[ImagePlan],
+    pool: RegistryPool,
+    settings: MirrorSettings,
+    stats: CopyStats,
+    verify: str,
+    known: Dict[str, Dict[str, Any]],
+    progress: Progress,
+) -> List[str]:
+    """Each image through plan, copy and read-back in one worker, so no stage waits for the slowest
+    image of the stage before it."""
+    tracker = BlobTracker(pool, stats, progress)
+    problems: List[str] = []
+
+    def one(plan: ImagePlan) -> None:
+        if _plan_one(plan, pool, settings, known, progress).error:
+            return
+        if not plan.present:
+            try:
+                copy_image(plan, tracker, blob_workers)
+                progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
+            except Exception as exc:  # keep going with the other images; reported below
+                plan.error = f"copy failed: {type(exc).__name__}: {exc}"
+                problems.append(f"{plan.source}: {plan.error}")
+                progress(f"image {plan.source}: ERROR {plan.error}")
+                return
+        if not plan.present or verify == "full":
+            problems.extend(_verify_one(plan, pool, stats, verify == "full"))
+
+    workers_count = max(1, min(settings.parallel, len(plans)))
+    with ThreadPoolExecutor(settings.parallel) as blob_workers, ThreadPoolExecutor(workers_count) as workers:
+        list(workers.map(one, plans))
+    return problems
 
 
 def _receipt_for(plans: List[ImagePlan], settings: MirrorSettings) -> Receipt:
@@ -536,38 +576,20 @@ def _write_receipt(plans: List[ImagePlan], settings: MirrorSettings, pool: Regis
     return "written"
 
 
-def _copy_all(
-    todo: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, progress: Progress
-) -> List[str]:
-    tracker = BlobTracker(pool, stats, progress)
-    problems: List[str] = []
-
-    def one(plan: ImagePlan) -> None:
-        try:
-            copy_image(plan, tracker, blob_workers)
-            progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
-        except Exception as exc:  # keep going with the other images; reported below
-            plan.error = f"copy failed: {type(exc).__name__}: {exc}"
-            problems.append(f"{plan.source}: {plan.error}")
-            progress(f"image {plan.source}: ERROR {plan.error}")
-
-    image_workers = max(1, min(parallel, len(todo) or 1))
-    with ThreadPoolExecutor(max_workers=parallel) as blob_workers, ThreadPoolExecutor(image_workers) as workers:
-        list(workers.map(one, todo))
-    return problems
+def _verify_one(plan: ImagePlan, pool: RegistryPool, stats: CopyStats, blobs: bool) -> List[str]:
+    try:
+        found = verify_image(plan, pool, blobs)
+    except Exception as exc:
+        return [f"{plan.source}: verification failed: {exc}"]
+    stats.add(manifests_verified=1 + (len(set(plan.platforms.values())) if plan.is_index else 0))
+    return found
 
 
 def _verify_all(plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool) -> List[str]:
-    def one(plan: ImagePlan) -> List[str]:
-        try:
-            found = verify_image(plan, pool, blobs)
-        except Exception as exc:
-            return [f"{plan.source}: verification failed: {exc}"]
-        stats.add(manifests_verified=1 + (len(set(plan.platforms.values())) if plan.is_index else 0))
-        return found
-
     with ThreadPoolExecutor(max_workers=parallel) as workers:
-        return [problem for found in workers.map(one, plans) for problem in found]
+        return [
+            problem for found in workers.map(lambda p: _verify_one(p, pool, stats, blobs), plans) for problem in found
+        ]
 
 
 # --------------------------------------------------------------------------------------------------
