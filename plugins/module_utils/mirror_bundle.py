@@ -191,15 +191,18 @@ def write_sums(root: str) -> None:
 
 
 def _extra_files(root: str) -> List[str]:
-    """Files other parts of a bundle put in it (charts exported by `chart_mirror`)."""
-    charts = os.path.join(root, "charts")
-    if not os.path.isdir(charts):
-        return []
-    return [
-        f"charts/{n}"
-        for n in sorted(os.listdir(charts))
-        if not n.startswith(".") and os.path.isfile(os.path.join(charts, n))
-    ]
+    """Files other parts of a bundle put in it: charts exported by `chart_mirror`, repositories
+    exported by `git_mirror` (written before the images, so these checksums cover them)."""
+    found = []
+    for sub in ("charts", "git"):
+        directory = os.path.join(root, sub)
+        if os.path.isdir(directory):
+            found += [
+                f"{sub}/{n}"
+                for n in sorted(os.listdir(directory))
+                if not n.startswith(".") and not n.endswith(".partial") and os.path.isfile(os.path.join(directory, n))
+            ]
+    return found
 
 
 def make_archive(directory: str, archive: str) -> None:

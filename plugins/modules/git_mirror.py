@@ -13,6 +13,9 @@ description:
   - For each repository, compares the branches and tags of the source and the destination
     (C(git ls-remote)) and, when they differ, clones the source bare and pushes every branch and tag
     to the destination, pruning refs the source no longer has.
+  - For sites where the two sides never meet, O(bundle_mode=export) writes each repository's branches and tags
+    into a C(git bundle) file, C(<bundle_dir>/<name>.bundle), and O(bundle_mode=import) pushes them from there
+    to the destination. The bundle is rewritten only when the source's refs changed.
   - TLS is verified against O(ca_file); credentials travel in an HTTP header, never in URLs or logs.
 author:
   - airgap.renku maintainers (@airgap-renku)
@@ -36,10 +39,16 @@ options:
         description: Source URL.
         type: str
         required: true
-      destination:
-        description: Destination URL (the repository must exist, or the server must create it on push).
+      name:
+        description:
+          - Name of the repository's bundle file (C(<name>.bundle)); the last part of O(repositories[].source)
+            without C(.git) when not given. Both sides must use the same name.
         type: str
-        required: true
+      destination:
+        description:
+          - Destination URL (the repository must exist, or the server must create it on push).
+          - Required unless O(bundle_mode=export).
+        type: str
       source_username:
         description: Source user.
         type: str
@@ -55,11 +64,40 @@ options:
   ca_file:
     description: CA bundle verifying both servers.
     type: path
+  bundle_dir:
+    description: Directory of the repositories' bundle files (C(git/) of an image_mirror bundle); with O(bundle_mode).
+    type: path
+  bundle_mode:
+    description:
+      - V(export) writes a bundle per repository into O(bundle_dir) (connected side).
+      - V(import) pushes each repository from its bundle in O(bundle_dir) to its destination (offline side).
+      - Not set, repositories are mirrored from source to destination directly.
+    type: str
+    choices: [export, import]
 seealso:
   - module: airgap.renku.image_mirror
 """
 
 EXAMPLES = r"""
+- name: Carry the template repositories in the bundle (connected side)
+  airgap.renku.git_mirror:
+    repositories:
+      - source: https://git.connected.example/templates/python-basic.git
+    bundle_mode: export
+    bundle_dir: /srv/carry/bundle/git
+    ca_file: /etc/pki/connected-ca.crt
+
+- name: Push them from the bundle to the internal git (offline side)
+  airgap.renku.git_mirror:
+    repositories:
+      - source: https://git.connected.example/templates/python-basic.git
+        destination: https://git.site.example/templates/python-basic.git
+        username: mirror
+        password: "{{ vault_git_password }}"
+    bundle_mode: import
+    bundle_dir: /srv/site/bundle/git
+    ca_file: /etc/pki/site-ca.crt
+
 - name: Mirror the session template repositories
   airgap.renku.git_mirror:
     repositories:
@@ -81,6 +119,10 @@ repositories:
       destination: https://git.site.example/templates/python-basic.git
       refs: 3
       changed: true
+    - source: https://git.connected.example/templates/python-basic.git
+      bundle: /srv/carry/bundle/git/python-basic.bundle
+      refs: 3
+      changed: false
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -92,7 +134,8 @@ ARGUMENT_SPEC = dict(
         required=True,
         options=dict(
             source=dict(type="str", required=True),
-            destination=dict(type="str", required=True),
+            name=dict(type="str"),
+            destination=dict(type="str"),
             source_username=dict(type="str"),
             source_password=dict(type="str", no_log=True),
             username=dict(type="str"),
@@ -100,19 +143,40 @@ ARGUMENT_SPEC = dict(
         ),
     ),
     ca_file=dict(type="path"),
+    bundle_dir=dict(type="path"),
+    bundle_mode=dict(type="str", choices=["export", "import"]),
 )
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_together=[["bundle_dir", "bundle_mode"]]
+    )
     if module.get_bin_path("git") is None:
         module.fail_json(msg="git is required on the host that runs git_mirror")
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError, mirror_git_repo
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import (
+        ChartMirrorError,
+        export_git_repo,
+        import_git_repo,
+        mirror_git_repo,
+    )
 
+    params = module.params
+    if params["bundle_mode"] != "export":
+        missing = [r["source"] for r in params["repositories"] if not r.get("destination")]
+        if missing:
+            module.fail_json(
+                msg=f"repositories[].destination is required unless bundle_mode=export; missing for {missing}"
+            )
     results = []
     try:
-        for repo in module.params["repositories"]:
-            results.append(mirror_git_repo(repo, module.params["ca_file"], module.check_mode))
+        for repo in params["repositories"]:
+            if params["bundle_mode"] == "export":
+                results.append(export_git_repo(repo, params["ca_file"], params["bundle_dir"], module.check_mode))
+            elif params["bundle_mode"] == "import":
+                results.append(import_git_repo(repo, params["ca_file"], params["bundle_dir"], module.check_mode))
+            else:
+                results.append(mirror_git_repo(repo, params["ca_file"], module.check_mode))
     except ChartMirrorError as exc:
         module.fail_json(msg=str(exc), repositories=results)
     module.exit_json(changed=any(r["changed"] for r in results), repositories=results)

@@ -62,7 +62,14 @@ LAB_IMAGES = [
     "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
     "ghcr.io/swissdatasciencecenter/renku/session-base:py3.12",
 ]
-KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, RECEIPT_PORT = 5071, 5072, 5073, 5074, 5075
+KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT_PORT = (
+    5071,
+    5072,
+    5073,
+    5074,
+    5075,
+    5076,
+)
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -539,11 +546,25 @@ def test_git_mirror_to_internal_git_over_https(lab_env, tmp_path):
         shutil.rmtree(bare, ignore_errors=True)
 
 
-def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, tmp_path):
+def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, tmp_path, request):
     from playbook import run_playbook
 
-    fresh = private_registry("mirror-role-import", 5075)
+    fresh = private_registry("mirror-role-import", ROLE_IMPORT_PORT)
+    # a fresh repository on the internal git for the offline side, filled only from the bundle
+    git_name = f"role-import-{uuid.uuid4().hex[:8]}.git"
+    bare = Path(lab_env["LAB_GIT_ROOT"]) / git_name
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=clean)
+    request.addfinalizer(lambda: shutil.rmtree(bare, ignore_errors=True))
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=bare, check=True, env=clean)
+    template = {
+        "source": f"{lab_env['LAB_GIT_URL']}/renku-python-template.git",
+        "destination": f"{lab_env['LAB_GIT_URL']}/{git_name}",
+        "username": lab_env["LAB_GIT_USER"],
+        "password": lab_env["LAB_GIT_PASSWORD"],
+    }
     common = {
+        "mirror_git_repositories": [template],
         "mirror_charts": [{"chart": f"oci://{lab_env['REGISTRY_UPSTREAM']}/charts/hello", "version": "0.1.0"}],
         "mirror_extra_images": ["docker.io/library/alpine:3.20"],
         "mirror_pull_secret_namespaces": [],
@@ -558,6 +579,14 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
         extra_vars={**common, "mirror_mode": "export", "mirror_bundle_dir": str(tmp_path / "connected")},
     )
     assert exported.rc == 0, exported.output[-3000:]
+    git_bundle = tmp_path / "connected" / "git" / "renku-python-template.bundle"
+    assert git_bundle.is_file()
+    assert "  git/renku-python-template.bundle\n" in (tmp_path / "connected" / "SHA256SUMS").read_text()
+    re_export = run_playbook(
+        ROOT / "playbooks" / "mirror.yml",
+        extra_vars={**common, "mirror_mode": "export", "mirror_bundle_dir": str(tmp_path / "connected")},
+    )
+    assert re_export.rc == 0 and "Export template repositories" not in " ".join(re_export.changed_tasks())
     offline = {
         **common,
         "mirror_mode": "import",
@@ -570,8 +599,19 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
     check = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline, check=True)
     assert check.rc == 0, check.output[-3000:]
     assert not (tmp_path / "offline-lock.yaml").exists()
+    assert not list((bare / "refs" / "heads").iterdir())  # check mode pushed nothing
     imported = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
     assert imported.rc == 0, imported.output[-3000:]
+
+    def refs(url: str) -> str:
+        out = subprocess.run(
+            ["git", "-c", f"http.sslCAInfo={lab_env['LAB_CA']}", "ls-remote", url],
+            check=True, capture_output=True, text=True, env=clean,
+        )  # fmt: skip
+        return "".join(sorted(line + "\n" for line in out.stdout.splitlines() if "\trefs/" in line))
+
+    assert refs(template["destination"]) == refs(template["source"])  # carried by the bundle only
+    assert "refs/heads/main" in refs(template["destination"])
     again = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
     assert again.rc == 0 and again.changed == 0, again.changed_tasks()
 
