@@ -247,7 +247,8 @@ class Registry:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         if "realm" not in fields:
             raise RegistryError(f"{self.host}: Bearer challenge without a realm")
-        query = urlencode({"service": fields.get("service", ""), "scope": fields.get("scope", scope)})
+        wanted = fields.get("scope", scope)
+        query = urlencode({"service": fields.get("service", ""), **({"scope": wanted} if wanted else {})})
         headers = {"Authorization": self._basic_value()} if self._credentials else {}
         resp = self.transport.send("GET", f"{fields['realm']}?{query}", headers)
         if resp.status_code != 200:
@@ -262,7 +263,7 @@ class Registry:
         url = path_or_url if path_or_url.startswith("https://") else f"{self.base}{path_or_url}"
         if kwargs.get("params"):
             url += ("&" if "?" in url else "?") + urlencode(kwargs["params"])
-        scope = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+        scope = f"repository:{repo}:{'pull,push' if push else 'pull'}" if repo else ""  # "" for /v2/ itself
         headers, body, stream = dict(kwargs.get("headers") or {}), kwargs.get("data"), kwargs.get("stream", False)
         resp = self.transport.send(method, url, {**headers, **self._auth_headers(scope)}, body, stream)
         if resp.status_code == 401 and isinstance(body, (bytes, type(None))):

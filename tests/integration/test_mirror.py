@@ -46,6 +46,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     OCI_MANIFEST,
     Manifest,
     Registry,
+    RegistryError,
     Transport,
     sha256_digest,
 )
@@ -70,6 +71,7 @@ KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT
     5075,
     5076,
 )
+TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT = 5077, 5078
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -129,6 +131,103 @@ def private_registry(tmp_path):
     yield make
     for reg in started:
         reg.stop()
+
+
+class TokenIssuer:
+    """The Docker token protocol's issuer, as Harbor, GitLab or Quay run one beside their registry:
+    checks Basic credentials and answers an ES256 JWT (signed with a lab-CA certificate, sent in
+    `x5c`) granting the scopes asked for. It counts what it was asked."""
+
+    def __init__(self, port: int, user: str, password: str) -> None:
+        import base64
+        import functools
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.x509 import load_pem_x509_certificate
+
+        ca = labcore.LabCA(labcore.PKI)
+        serving = ca.issue("mirror-token-issuer", "127.0.0.1", ["127.0.0.1"])
+        signer_crt, signer_key = ca.issue("mirror-token-signer", "lab token signer")
+        key = serialization.load_pem_private_key(signer_key.read_bytes(), None)
+        der = load_pem_x509_certificate(signer_crt.read_bytes()).public_bytes(serialization.Encoding.DER)
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.requests: list[list[str]] = []
+        issuer = self
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def token(service: str, scopes: list[str]) -> str:
+            access = []
+            for scope in scopes:
+                kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else ("", "", "")
+                if kind == "repository" and name:
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            now = int(time.time())
+            header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+            claims = {"iss": "lab-token-issuer", "sub": user, "aud": service, "exp": now + 300, "nbf": now - 10,
+                      "iat": now, "jti": uuid.uuid4().hex, "access": access}  # fmt: skip
+            signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+            r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s_.to_bytes(32, 'big'))}"
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                scopes = [part for value in query.get("scope", []) for part in value.split(" ") if part]
+                issuer.requests.append(scopes)
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": token(query.get("service", [""])[0], scopes), "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args) -> None:
+                return None
+
+        self.server = labcore.use_tls(ThreadingHTTPServer(("127.0.0.1", port), Handler), *serving)
+        self.realm = f"https://127.0.0.1:{port}/token"
+        self.thread = threading.Thread(target=functools.partial(self.server.serve_forever, 0.1), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def token_registry(lab_env, tmp_path):
+    """A docker-registry with token auth (realm: a TokenIssuer), TLS from the lab CA."""
+    issuer = TokenIssuer(TOKEN_ISSUER_PORT, lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"])
+    ca = labcore.LabCA(labcore.PKI)
+    daemon = labcore.registry_daemon(ca, f"mirror-token-{os.getpid()}", TOKEN_REGISTRY_PORT, False, tmp_path / "reg")
+    config_path = Path(daemon.argv[-1])
+    config = yaml.safe_load(config_path.read_text())
+    config["auth"] = {
+        "token": {
+            "realm": issuer.realm,
+            "service": "lab-token-registry",
+            "issuer": "lab-token-issuer",
+            "rootcertbundle": lab_env["LAB_CA"],
+        }
+    }
+    config_path.write_text(yaml.safe_dump(config))
+    daemon.start()
+    try:
+        labcore.wait_healthy([daemon], timeout=30)
+        yield f"127.0.0.1:{TOKEN_REGISTRY_PORT}", issuer
+    finally:
+        daemon.stop()
+        issuer.stop()
 
 
 def _chunks(seed: int, size: int, chunk: int = 1 << 20):
@@ -263,6 +362,29 @@ def test_receipt_makes_a_pinned_rerun_one_request_and_tags_mode_repairs(lab_env,
     bigger = mirror_images(LAB_IMAGES, conf, previous_lock=lock)
     assert bigger.errors == [] and bigger.stats.images_copied == len(LAB_IMAGES) - len(images)
     assert bigger.stats.receipt == "written"
+
+
+def test_bearer_token_registry(lab_env, token_registry):
+    """Harbor/GitLab-style auth: the registry's Bearer challenge, a token per scope from the issuer."""
+    host, issuer = token_registry
+    conf = settings(lab_env, host, "site")
+    images = LAB_IMAGES
+    first = mirror_images(images, conf)
+    assert first.errors == [] and first.stats.images_copied == len(images)
+    assert first.stats.blobs_mounted > 0  # cross-repository mounts, which need pull on the other repository too
+    asked = [scope for scopes in issuer.requests for scope in scopes]
+    assert any(s.startswith("repository:site/") and s.endswith(":pull,push") for s in asked), asked
+    internal = Registry(
+        host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+    )
+    for entry in first.lock()["images"]:
+        repo, tag = entry["destination"].split("/", 1)[1].rsplit(":", 1)
+        assert internal.manifest_digest(repo, tag) == entry["digest"]
+    assert mirror_images(images, conf, previous_lock=first.lock()).stats.receipt == "trusted"
+
+    stranger = Registry(host, lab_env["LAB_CA"], "someone", "wrong")
+    with pytest.raises(RegistryError, match="token request failed with HTTP 401"):
+        stranger.manifest_digest(repo, tag)
 
 
 def test_killed_destination_leaves_no_partial_tag_and_rerun_completes(lab_env, private_registry):
