@@ -13,6 +13,7 @@ Blobs are never held in memory: downloads are read in chunks and fed to a chunke
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -33,6 +34,7 @@ ACCEPT = ", ".join(MANIFEST_TYPES)
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 300)  # connect, read (seconds)
 MAX_REDIRECTS = 5
+_DRAIN = 64 * 1024  # an unread rest up to this size is read to keep the connection
 USER_AGENT = "airgap.renku-mirror"
 # a kept-alive connection the server has meanwhile closed fails like this on its next use
 _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
@@ -122,11 +124,16 @@ class Response:
             self.close()
 
     def close(self) -> None:
-        """Hand the connection back when the body was read to the end; otherwise close it."""
+        """Hand the connection back when the body was read to the end (a short rest, such as a
+        redirect's, is read first); otherwise close it."""
         if self._release is None:
             return
         release, self._release = self._release, None
-        release(self._raw.isclosed() or self._raw.length == 0)
+        raw = self._raw
+        if not raw.isclosed() and raw.length is not None and raw.length <= _DRAIN:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                raw.read()
+        release(raw.isclosed())
 
 
 class Transport:

@@ -71,7 +71,7 @@ KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT
     5075,
     5076,
 )
-TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT = 5077, 5078
+TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT, REDIRECT_REGISTRY_PORT, STORAGE_PORT = 5077, 5078, 5079, 5080
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -385,6 +385,69 @@ def test_bearer_token_registry(lab_env, token_registry):
     stranger = Registry(host, lab_env["LAB_CA"], "someone", "wrong")
     with pytest.raises(RegistryError, match="token request failed with HTTP 401"):
         stranger.manifest_digest(repo, tag)
+
+
+def test_blob_downloads_redirected_to_storage_without_credentials(lab_env, tmp_path):
+    """A registry that sends blob downloads to object storage (307 to another host): the client
+    follows the redirect, verifies that host's TLS too, and keeps the registry's credentials to itself."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "storage"
+    root.mkdir()
+    seen: list[tuple[str, str | None]] = []
+
+    class Storage(SimpleHTTPRequestHandler):
+        def send_head(self):
+            seen.append((self.command, self.headers.get("Authorization")))
+            return super().send_head()
+
+        def log_message(self, *_args) -> None:
+            return None
+
+    ca = labcore.LabCA(labcore.PKI)
+    serving = ca.issue("mirror-object-storage", "127.0.0.1", ["127.0.0.1"])
+    storage = labcore.use_tls(
+        ThreadingHTTPServer(("127.0.0.1", STORAGE_PORT), functools.partial(Storage, directory=str(root))), *serving
+    )
+    threading.Thread(target=functools.partial(storage.serve_forever, 0.1), daemon=True).start()
+    daemon = labcore.registry_daemon(ca, f"mirror-redirect-{os.getpid()}", REDIRECT_REGISTRY_PORT, True, root)
+    config_path = Path(daemon.argv[-1])
+    config = yaml.safe_load(config_path.read_text())
+    config["middleware"] = {
+        "storage": [{"name": "redirect", "options": {"baseurl": f"https://127.0.0.1:{STORAGE_PORT}/"}}]
+    }
+    config_path.write_text(yaml.safe_dump(config))
+    daemon.start()
+    try:
+        labcore.wait_healthy([daemon], timeout=30)
+        host = f"127.0.0.1:{REDIRECT_REGISTRY_PORT}"
+        user, password = lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+        reg = Registry(host, lab_env["LAB_CA"], user, password)
+        push_generated_image(reg, "team/app", "1.0", [3 << 20], seed=4242)
+        manifest = reg.get_manifest("team/app", "1.0")
+        assert manifest is not None
+        layer = manifest.json()["layers"][0]
+        resp = reg.open_blob("team/app", layer["digest"])
+        assert sha256_digest(b"".join(resp.iter_content())) == layer["digest"]
+        assert reg.has_blob("team/app", layer["digest"])
+        assert ("GET", None) in seen and all(auth is None for _method, auth in seen), seen
+
+        # the image mirrors out of such a registry like out of any other
+        dest = mirror_images(
+            [f"{host}/team/app:1.0"],
+            MirrorSettings(
+                destination=Endpoint(lab_env["REGISTRY_INTERNAL"], lab_env["LAB_CA"], user, password),
+                prefix=f"test-redirect-{uuid.uuid4().hex[:6]}",
+                credentials={host: Endpoint(host, lab_env["LAB_CA"], user, password)},
+                ca_file=lab_env["LAB_CA"],
+            ),
+        )
+        assert dest.errors == [] and dest.stats.bytes_copied >= 3 << 20
+    finally:
+        daemon.stop()
+        storage.shutdown()
+        storage.server_close()
 
 
 def test_killed_destination_leaves_no_partial_tag_and_rerun_completes(lab_env, private_registry):
