@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,57 +28,24 @@ CHARTS = {"amalthea-sessions": "0.30.2", "csi-rclone": "0.6.0"}
 pytestmark = pytest.mark.lab
 
 
-def _helm(env: dict[str, str], home: str, *args: str, stdin: str | None = None) -> None:
-    helm_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": home,
-        "HELM_CACHE_HOME": f"{home}/cache",
-        "HELM_CONFIG_HOME": f"{home}/config",
-        "HELM_DATA_HOME": f"{home}/data",
-        "HELM_REGISTRY_CONFIG": f"{home}/registry.json",
-    }
-    subprocess.run([env["HELM"], *args], check=True, capture_output=True, text=True, env=helm_env, input=stdin)
-
-
 def copy_charts_to_internal(env: dict[str, str]) -> None:
-    """helm pull from the upstream registry, helm push to the internal one (with login and the lab CA)."""
-    with tempfile.TemporaryDirectory() as home:
-        internal = env["REGISTRY_INTERNAL"]
-        _helm(
-            env,
-            home,
-            "registry",
-            "login",
-            internal,
-            "--ca-file",
-            env["LAB_CA"],
-            "-u",
-            env["REGISTRY_INTERNAL_USER"],
-            "--password-stdin",
-            stdin=env["REGISTRY_INTERNAL_PASSWORD"],
-        )
-        for name, version in CHARTS.items():
-            _helm(
-                env,
-                home,
-                "pull",
-                f"oci://{env['REGISTRY_UPSTREAM']}/charts/{name}",
-                "--version",
-                version,
-                "--ca-file",
-                env["LAB_CA"],
-                "-d",
-                home,
-            )
-            _helm(
-                env,
-                home,
-                "push",
-                f"{home}/{name}-{version}.tgz",
-                f"oci://{internal}/charts",
-                "--ca-file",
-                env["LAB_CA"],
-            )
+    """The charts at the internal registry, as the mirror stage puts them there (chart_mirror's own
+    code); a chart already there is left as it is, so the shared lab's content does not change."""
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
+
+    params = {
+        "charts": [
+            {"chart": f"oci://{env['REGISTRY_UPSTREAM']}/charts/{name}", "version": version}
+            for name, version in CHARTS.items()
+        ],
+        "destination": env["REGISTRY_INTERNAL"],
+        "destination_username": env["REGISTRY_INTERNAL_USER"],
+        "destination_password": env["REGISTRY_INTERNAL_PASSWORD"],
+        "prefix": "charts",
+        "ca_file": env["LAB_CA"],
+        "helm": env["HELM"],
+    }
+    run_charts(params, check_mode=False)
 
 
 def _apply(call, *args) -> None:
