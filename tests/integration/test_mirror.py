@@ -693,9 +693,10 @@ def test_role_scenario_direct(lab_env, tmp_path):
     assert results["idempotence"].changed == 0
 
 
-def test_git_mirror_to_internal_git_over_https(lab_env, tmp_path):
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import mirror_git_repo
-
+@pytest.fixture
+def fresh_git_repo(lab_env, tmp_path):
+    """An empty repository on the lab's internal git, and the mirror entry that fills it from the
+    lab's template repository; removed afterwards."""
     if "LAB_GIT_URL" not in lab_env:
         pytest.fail("the lab git server (lab/components/gitserver.py) is not part of this lab")
     name = f"mirror-test-{uuid.uuid4().hex[:8]}.git"
@@ -709,45 +710,39 @@ def test_git_mirror_to_internal_git_over_https(lab_env, tmp_path):
         "username": lab_env["LAB_GIT_USER"],
         "password": lab_env["LAB_GIT_PASSWORD"],
     }
-    try:
-        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=True)["changed"] is True
-        assert not list((bare / "refs" / "heads").iterdir())  # check mode pushed nothing
-        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is True
-        assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is False
-
-        def refs(url: str) -> str:
-            out = subprocess.run(
-                ["git", "-c", f"http.sslCAInfo={lab_env['LAB_CA']}", "ls-remote", url],
-                check=True, capture_output=True, text=True, env=clean,
-            )  # fmt: skip
-            return "".join(line + "\n" for line in out.stdout.splitlines() if "\trefs/" in line)
-
-        assert refs(repo["destination"]) == refs(repo["source"])  # branches and tags (HEAD is the server's)
-        assert "refs/heads/main" in refs(repo["destination"])
-        # without the site CA the server is not trusted: TLS is verified
-        with pytest.raises(ChartMirrorError):
-            mirror_git_repo(repo, "/etc/ssl/certs/ca-certificates.crt", check_mode=True)
-    finally:
-        shutil.rmtree(bare, ignore_errors=True)
+    yield bare, repo
+    shutil.rmtree(bare, ignore_errors=True)
 
 
-def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, tmp_path, request):
+def git_refs(lab_env: dict, url: str) -> str:
+    """Branches and tags of a repository over HTTPS (HEAD is each server's own), sorted."""
+    out = subprocess.run(
+        ["git", "-c", f"http.sslCAInfo={lab_env['LAB_CA']}", "ls-remote", url],
+        check=True, capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+    )  # fmt: skip
+    return "".join(sorted(line + "\n" for line in out.stdout.splitlines() if "\trefs/" in line))
+
+
+def test_git_mirror_to_internal_git_over_https(lab_env, fresh_git_repo):
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import mirror_git_repo
+
+    bare, repo = fresh_git_repo
+    assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=True)["changed"] is True
+    assert not list((bare / "refs" / "heads").iterdir())  # check mode pushed nothing
+    assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is True
+    assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=False)["changed"] is False
+    assert git_refs(lab_env, repo["destination"]) == git_refs(lab_env, repo["source"])
+    assert "refs/heads/main" in git_refs(lab_env, repo["destination"])
+    # without the site CA the server is not trusted: TLS is verified
+    with pytest.raises(ChartMirrorError):
+        mirror_git_repo(repo, "/etc/ssl/certs/ca-certificates.crt", check_mode=True)
+
+
+def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, tmp_path, fresh_git_repo):
     from playbook import run_playbook
 
     fresh = private_registry("mirror-role-import", ROLE_IMPORT_PORT)
-    # a fresh repository on the internal git for the offline side, filled only from the bundle
-    git_name = f"role-import-{uuid.uuid4().hex[:8]}.git"
-    bare = Path(lab_env["LAB_GIT_ROOT"]) / git_name
-    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=clean)
-    request.addfinalizer(lambda: shutil.rmtree(bare, ignore_errors=True))
-    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=bare, check=True, env=clean)
-    template = {
-        "source": f"{lab_env['LAB_GIT_URL']}/renku-python-template.git",
-        "destination": f"{lab_env['LAB_GIT_URL']}/{git_name}",
-        "username": lab_env["LAB_GIT_USER"],
-        "password": lab_env["LAB_GIT_PASSWORD"],
-    }
+    bare, template = fresh_git_repo  # filled on the offline side from the bundle only
     common = {
         "mirror_git_repositories": [template],
         "mirror_charts": [{"chart": f"oci://{lab_env['REGISTRY_UPSTREAM']}/charts/hello", "version": "0.1.0"}],
@@ -788,15 +783,8 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
     imported = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
     assert imported.rc == 0, imported.output[-3000:]
 
-    def refs(url: str) -> str:
-        out = subprocess.run(
-            ["git", "-c", f"http.sslCAInfo={lab_env['LAB_CA']}", "ls-remote", url],
-            check=True, capture_output=True, text=True, env=clean,
-        )  # fmt: skip
-        return "".join(sorted(line + "\n" for line in out.stdout.splitlines() if "\trefs/" in line))
-
-    assert refs(template["destination"]) == refs(template["source"])  # carried by the bundle only
-    assert "refs/heads/main" in refs(template["destination"])
+    assert git_refs(lab_env, template["destination"]) == git_refs(lab_env, template["source"])
+    assert "refs/heads/main" in git_refs(lab_env, template["destination"])
     again = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
     assert again.rc == 0 and again.changed == 0, again.changed_tasks()
 
