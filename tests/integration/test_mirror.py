@@ -529,6 +529,19 @@ def test_bundle_export_import_into_fresh_registry(lab_env, private_registry, tmp
     assert again.stats.images_copied == 0 and again.stats.images_present == len(LAB_IMAGES)
 
 
+def internal_chart_params(lab_env: dict, charts: list[dict], prefix: str) -> dict:
+    """chart_mirror parameters pushing `charts` to the lab's internal registry under `prefix`."""
+    return {
+        "charts": charts,
+        "destination": lab_env["REGISTRY_INTERNAL"],
+        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
+        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+        "prefix": prefix,
+        "ca_file": lab_env["LAB_CA"],
+        "helm": lab_env["HELM"],
+    }
+
+
 def _write_chart(directory: Path, name: str, version: str, templates: dict[str, str]) -> Path:
     chart = directory / name
     (chart / "templates").mkdir(parents=True)
@@ -810,15 +823,7 @@ def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
         tmp_path, name, version, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"}
     )
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
-    params = {
-        "charts": [{"chart": str(chart), "version": version, "name": name}],
-        "destination": lab_env["REGISTRY_INTERNAL"],
-        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
-        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
-        "prefix": prefix,
-        "ca_file": lab_env["LAB_CA"],
-        "helm": lab_env["HELM"],
-    }
+    params = internal_chart_params(lab_env, [{"chart": str(chart), "version": version, "name": name}], prefix)
     (entry,) = run_charts(params, check_mode=False)["charts"]
     assert (entry["oci_version"], entry["oci_tag"]) == (version, "1.0.0_build.7")
     assert run_charts(params, check_mode=False)["changed"] is False
@@ -877,15 +882,7 @@ def test_classic_repo_chart_discovered_and_pushed_oci_safe(lab_env, classic_char
     found = discover([chart], [], [], [], [], helm=lab_env["HELM"], ca_file=lab_env["LAB_CA"])
     assert "docker.io/library/alpine:3.20" in found.images
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
-    params = {
-        "charts": [chart],
-        "destination": lab_env["REGISTRY_INTERNAL"],
-        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
-        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
-        "prefix": prefix,
-        "ca_file": lab_env["LAB_CA"],
-        "helm": lab_env["HELM"],
-    }
+    params = internal_chart_params(lab_env, [chart], prefix)
     (entry,) = run_charts(params, check_mode=False)["charts"]
     assert entry["source"] == f"{classic_chart_repo}/classic"
     assert (entry["oci_version"], entry["destination"]) == (
