@@ -170,7 +170,6 @@ class RegistryPool:
                     ca,
                     creds.username if creds else None,
                     creds.password if creds else None,
-                    pool_size=self.settings.parallel * 2,
                 )
             return self._clients[host]
 
@@ -543,7 +542,7 @@ def _trusted_by_receipt(
     """Plans of a set the lock file pins completely and whose receipt the destination holds; else None."""
     if not previous_lock or settings.refresh or not settings.destination.host or not refs:
         return None
-    known = {e["source"]: e for e in previous_lock.get("images") or [] if "source" in e}
+    known = _known(previous_lock)
     plans = []
     for ref in dict.fromkeys(refs):
         plan = locate(parse_image(ref), settings)

@@ -12,8 +12,8 @@ A rerun whose lock file pins every requested image, with the same destinations a
 asks the destination for that one tag instead of one request per image: when the receipt is there
 with the expected digest, the set is present as it was verified. Changes made to the destination
 behind the mirror's back (a repository deleted by hand) are not seen by that check; `verify: tags`
-asks for every tag, `verify: full` also for every blob. The receipt's config is also a copy of the
-images part of the lock file, recoverable from the registry itself.
+asks for every tag, `verify: full` also for every blob. The receipt's config also keeps, in the
+registry itself, the destination and digest of every image of the set.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (
 
 RECEIPT_REPOSITORY = "airgap-renku-mirror-receipts"
 RECEIPT_CONFIG_TYPE = "application/vnd.airgap.renku.mirror-receipt.v1+json"
-VERIFY_MODES = ("receipt", "tags", "full")
 
 
 def receipt_repository(prefix: str) -> str:
@@ -76,10 +75,6 @@ class Receipt:
         self.config = receipt_config(entries, platforms)
         self.manifest = receipt_manifest(self.config)
         self.tag = receipt_tag(self.config)
-
-    @property
-    def reference(self) -> str:
-        return f"{self.repository}:{self.tag}"
 
     def present(self, dest: Registry) -> bool:
         """One request: does the tag carry exactly this receipt?"""

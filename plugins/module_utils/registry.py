@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A small OCI Distribution client: manifests, blobs streamed in chunks, cross-repository mounts.
 
-Transport: the standard library's http.client with one keep-alive connection per thread and host
-(a third of the CPU per request that a requests session costs, and a mirror run is mostly
-requests). TLS is always verified against the CA file given (only that file: REQUESTS_CA_BUNDLE and
+Transport: the standard library's http.client, keep-alive connections in one pool per host shared
+by every thread (a third of the CPU per request that a requests session costs, and a mirror run is
+mostly requests). TLS is always verified against the CA file given (only that file: REQUESTS_CA_BUNDLE and
 proxy variables are not consulted). Auth: HTTP Basic, or Bearer tokens fetched from the realm a registry announces.
 Redirects (blob downloads sent to object storage) are followed without the registry's credentials.
 Blobs are never held in memory: downloads are read in chunks and fed to a chunked upload.
@@ -215,7 +215,6 @@ class Registry:
         ca_file: Optional[str] = None,
         username: Optional[str] = None,
         password: Optional[str] = None,
-        pool_size: int = 16,  # kept for callers; connections are per thread now
     ) -> None:
         self.host = host
         self.base = f"https://{host}"
