@@ -791,6 +791,10 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
     (tmp_path / "offline").mkdir()
     check = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline, check=True)
     assert check.rc == 0, check.output[-3000:]
+    planned = " | ".join(check.changed_tasks())  # read from the archive itself: the plan covers charts and git too
+    assert "Push the bundle's charts to the internal OCI registry" in planned, planned
+    assert "Push the bundle's template repositories to the internal git" in planned, planned
+    assert "scratch" not in planned, planned  # the plan's own scratch directory is not a change
     assert not (tmp_path / "offline-lock.yaml").exists()
     assert not list((bare / "refs" / "heads").iterdir())  # check mode pushed nothing
     imported = run_playbook(ROOT / "playbooks" / "mirror.yml", extra_vars=offline)
