@@ -230,6 +230,11 @@ def token_registry(lab_env, tmp_path):
         issuer.stop()
 
 
+def pusher(host: str, lab_env: dict) -> Registry:
+    """A client for `host` with the lab's pushing account and CA."""
+    return Registry(host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"])
+
+
 def _chunks(seed: int, size: int, chunk: int = 1 << 20):
     rng = random.Random(seed)
     left = size
@@ -287,12 +292,7 @@ def test_multi_arch_digests_identical_and_rerun_copies_nothing(lab_env):
     assert first.stats.blobs_mounted > 0  # shared base layers crossed repositories by mount, not by copy
 
     upstream = Registry(lab_env["REGISTRY_UPSTREAM"], lab_env["LAB_CA"])
-    internal = Registry(
-        lab_env["REGISTRY_INTERNAL"],
-        lab_env["LAB_CA"],
-        lab_env["REGISTRY_INTERNAL_USER"],
-        lab_env["REGISTRY_INTERNAL_PASSWORD"],
-    )
+    internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
     for image in ("docker.io/library/alpine:3.20", "docker.io/library/busybox:1.36"):
         path, tag = image.rsplit(":", 1)
         src_digest, src_children = _index_children(upstream, path, tag)
@@ -322,9 +322,7 @@ def test_receipt_makes_a_pinned_rerun_one_request_and_tags_mode_repairs(lab_env,
     pairs = {(e["destination"], e["digest"]) for e in lock["images"]}
 
     # the receipt is a real artifact at the destination, and its config lists exactly the set
-    internal = Registry(
-        dest.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
-    )
+    internal = pusher(dest.host, lab_env)
     receipt = Receipt(receipt_repository("site"), sorted(pairs), [])
     stored = internal.get_manifest(receipt.repository, receipt.tag)
     assert stored is not None and stored.digest == receipt.manifest.digest
@@ -374,9 +372,7 @@ def test_bearer_token_registry(lab_env, token_registry):
     assert first.stats.blobs_mounted > 0  # cross-repository mounts, which need pull on the other repository too
     asked = [scope for scopes in issuer.requests for scope in scopes]
     assert any(s.startswith("repository:site/") and s.endswith(":pull,push") for s in asked), asked
-    internal = Registry(
-        host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
-    )
+    internal = pusher(host, lab_env)
     for entry in first.lock()["images"]:
         repo, tag = entry["destination"].split("/", 1)[1].rsplit(":", 1)
         assert internal.manifest_digest(repo, tag) == entry["digest"]
@@ -809,9 +805,7 @@ def test_role_export_then_import_into_fresh_registry(lab_env, private_registry, 
     assert {e["source"] for e in lock["images"]} == {"docker.io/library/alpine:3.20", "docker.io/library/busybox:1.36"}
     assert all(e["destination"].startswith(f"{fresh.host}/mirror/") for e in lock["images"])
     assert lock["charts"][0]["destination"] == f"oci://{fresh.host}/charts/hello"
-    reg = Registry(
-        fresh.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
-    )
+    reg = pusher(fresh.host, lab_env)
     for entry in lock["images"]:
         repo = entry["destination"].split("/", 1)[1].rsplit(":", 1)[0]
         assert reg.manifest_digest(repo, entry["destination"].rsplit(":", 1)[1]) == entry["digest"]
@@ -831,12 +825,7 @@ def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
     (entry,) = run_charts(params, check_mode=False)["charts"]
     assert (entry["oci_version"], entry["oci_tag"]) == (version, "1.0.0_build.7")
     assert run_charts(params, check_mode=False)["changed"] is False
-    internal = Registry(
-        lab_env["REGISTRY_INTERNAL"],
-        lab_env["LAB_CA"],
-        lab_env["REGISTRY_INTERNAL_USER"],
-        lab_env["REGISTRY_INTERNAL_PASSWORD"],
-    )
+    internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
     assert internal.manifest_digest(f"{prefix}/{name}", "1.0.0_build.7") == entry["digest"]
     env = _helm_env(tmp_path / "helm")
     login = [lab_env["HELM"], "registry", "login", lab_env["REGISTRY_INTERNAL"], "--ca-file", lab_env["LAB_CA"]]
@@ -893,10 +882,5 @@ def test_classic_repo_chart_discovered_and_pushed_oci_safe(lab_env, classic_char
         "0.3.0",
         f"oci://{lab_env['REGISTRY_INTERNAL']}/{prefix}/classic",
     )
-    internal = Registry(
-        lab_env["REGISTRY_INTERNAL"],
-        lab_env["LAB_CA"],
-        lab_env["REGISTRY_INTERNAL_USER"],
-        lab_env["REGISTRY_INTERNAL_PASSWORD"],
-    )
+    internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
     assert internal.manifest_digest(f"{prefix}/classic", "0.3.0") == entry["digest"]
