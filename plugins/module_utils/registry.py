@@ -250,6 +250,8 @@ class Registry:
             return
         if scheme.lower() != "bearer":
             raise RegistryError(f"{self.host}: unsupported auth challenge {challenge!r}")
+        with self._lock:
+            self._basic = None  # a token registry: Basic goes to its realm only
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         if "realm" not in fields:
             raise RegistryError(f"{self.host}: Bearer challenge without a realm")
@@ -301,7 +303,14 @@ class Registry:
         raise RegistryError(f"{self.host}: more than {MAX_REDIRECTS} redirects")
 
     def ping(self) -> None:
-        """Check the registry answers and accepts our credentials (settles auth for later calls)."""
+        """Check the registry answers and accepts our credentials (settles auth for later calls).
+
+        With credentials, Basic goes along on this first call (saves the 401 round trip on Basic
+        registries); a token registry answers 401 with its challenge as it would without.
+        """
+        if self._credentials:
+            with self._lock:
+                self._basic = self._basic or self._basic_value()
         try:
             resp = self.request("GET", "/v2/", "")
         except RegistryError as exc:
