@@ -8,6 +8,14 @@
     bundle_vs_raw_copy           raw copy of the same blob bytes / (bundle export + import) time
     mirror_peak_rss_mb           peak RSS of the mirroring process copying an image with a 256 MB layer
 
+    mirror_cold_cpu_vs_skopeo_loop / _sync
+                                 CPU seconds the loop (sync) cost / what our cold copy cost, each
+                                 counting the client and both registries: the work each method does
+    mirror_cold_vs_skopeo_loop_ceiling
+                                 loop time / (our cold CPU seconds / cores): the best wall-time ratio
+                                 our cold copy could reach on this machine if every core were busy
+                                 all the time; on loopback the copy is CPU-bound, not latency-bound
+
 Every copy goes to its own fresh `docker-registry` (TLS from the lab CA, htpasswd auth), so no
 method profits from another's work. Cold copies run ROUNDS times, the methods in a different order
 each round, and the medians are compared: this machine's speed drifts by tens of percent within a
@@ -64,6 +72,28 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # private registries and generated content
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds the registries of one copy used, plus what the client reports (or its children)."""
+
+    def __init__(self, *daemons: labcore.Daemon) -> None:
+        self.pids = [d.pid() for d in daemons]
+        self.start = [process_cpu(pid) for pid in self.pids if pid]
+        self.children = os.times()
+
+    def registries(self) -> float:
+        return sum(process_cpu(pid) for pid in self.pids if pid) - sum(self.start)
+
+    def child_processes(self) -> float:
+        now = os.times()
+        return now.children_user - self.children.children_user + now.children_system - self.children.children_system
 
 
 def start_registries(root: Path, ports: dict[str, int]) -> dict[str, labcore.Daemon]:
@@ -158,7 +188,7 @@ verify = job.get("verify", "receipt")
 dest = Endpoint(job["dest"], job["ca"], job.get("user"), job.get("password"))
 settings = MirrorSettings(destination=dest, prefix="site", keep_registry_host=False, ca_file=job["ca"], parallel=8)
 startup = time.monotonic() - t0
-t1 = time.monotonic()
+t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
 if job["op"] == "mirror":
     lock = job.get("lock")
     result = mirror_images(job["refs"], settings, previous_lock=lock, verify=verify)
@@ -167,7 +197,9 @@ elif job["op"] == "export":
 else:
     result = import_bundle(job["bundle"], settings)
 seconds = time.monotonic() - t1
-print(json.dumps({"seconds": seconds, "startup": startup, "errors": result.errors, "stats": result.stats.as_dict(),
+r2 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = r2.ru_utime - r1.ru_utime + r2.ru_stime - r1.ru_stime
+print(json.dumps({"seconds": seconds, "cpu": cpu, "startup": startup, "errors": result.errors, "stats": result.stats.as_dict(),
                   "lock": result.lock(), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -299,7 +331,9 @@ def cold_round(n: int, refs: list[str], host: dict, base: dict, ctx: dict, work:
     try:
 
         def run_ours() -> None:
+            meter = CpuMeter(ctx["src"], daemons["ours"])
             cold = ours({**base, "op": "mirror", "refs": refs, "dest": host["ours"]})
+            times["cpu_cold"] = meter.registries() + cold["cpu"]
             warm_job = {**base, "op": "mirror", "refs": refs, "dest": host["ours"], "lock": cold["lock"]}
             warm = ours(warm_job)
             tags = ours({**warm_job, "verify": "tags"})
@@ -308,12 +342,16 @@ def cold_round(n: int, refs: list[str], host: dict, base: dict, ctx: dict, work:
             ctx["startup"] = cold["startup"]
 
         def run_loop() -> None:
+            meter = CpuMeter(ctx["src"], daemons["loop"])
             times["loop"] = skopeo_loop(refs, host["loop"], ctx["cert_dir"], ctx["auth"], ctx["home"])
+            times["cpu_loop"] = meter.registries() + meter.child_processes()
 
         def run_sync() -> None:
+            meter = CpuMeter(ctx["src"], daemons["sync"])
             times["sync"] = skopeo_sync(
                 refs, host["src"], host["sync"], ctx["cert_dir"], ctx["auth"], ctx["home"], work
             )
+            times["cpu_sync"] = meter.registries() + meter.child_processes()
 
         methods = [run_ours, run_loop, run_sync]
         for method in methods[n % 3 :] + methods[: n % 3]:
@@ -324,7 +362,8 @@ def cold_round(n: int, refs: list[str], host: dict, base: dict, ctx: dict, work:
         shutil.rmtree(work / f"round{n}", ignore_errors=True)
     log(
         f"round {n + 1}: ours cold {times['cold']:.2f}s warm {times['warm']:.3f}s (tags {times['warm_tags']:.3f}s),"
-        f" skopeo loop {times['loop']:.2f}s, sync {times['sync']:.2f}s"
+        f" skopeo loop {times['loop']:.2f}s, sync {times['sync']:.2f}s; CPU seconds (client and both registries)"
+        f" ours {times['cpu_cold']:.2f}, loop {times['cpu_loop']:.2f}, sync {times['cpu_sync']:.2f}"
     )
     return times
 
@@ -348,6 +387,7 @@ def main() -> int:
         home.mkdir()
         ctx = {"cert_dir": cert_dir, "auth": authfile(work / "auth.json", list(host.values()), user, password)}
         ctx["home"] = home
+        ctx["src"] = daemons["src"]
         base = {"ca": ca, "user": user, "password": password}
         rounds = [cold_round(n, refs, host, base, ctx, work) for n in range(ROUNDS)]
         med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
@@ -371,6 +411,14 @@ def main() -> int:
     print(f"mirror_warm_tags_vs_cold: {med['warm_tags'] / med['cold']:.4f}")
     print(f"bundle_vs_raw_copy: {raw / (exported['seconds'] + imported['seconds']):.2f}")
     print(f"mirror_peak_rss_mb: {big['rss_mb']:.1f}")
+    cores = os.cpu_count() or 1
+    print(f"mirror_cold_cpu_vs_skopeo_loop: {med['cpu_loop'] / med['cpu_cold']:.2f}")
+    print(f"mirror_cold_cpu_vs_skopeo_sync: {med['cpu_sync'] / med['cpu_cold']:.2f}")
+    print(f"mirror_cold_vs_skopeo_loop_ceiling: {med['loop'] / (med['cpu_cold'] / cores):.2f}")
+    print(f"mirror_cold_cpu_s: {med['cpu_cold']:.2f}")
+    print(f"skopeo_loop_cpu_s: {med['cpu_loop']:.2f}")
+    print(f"skopeo_sync_cpu_s: {med['cpu_sync']:.2f}")
+    print(f"cpu_cores: {cores}")
     print(f"mirror_cold_s: {med['cold']:.2f}")
     print(f"mirror_warm_s: {med['warm']:.3f}")
     print(f"mirror_warm_tags_s: {med['warm_tags']:.3f}")
