@@ -27,7 +27,9 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     Progress,
     RegistryPool,
     _quiet,
+    _receipt_for,
     _verify_all,
+    _write_receipt,
     build_lock,
     locate,
     plan_images,
@@ -328,10 +330,14 @@ def import_bundle(
     path: str,
     settings: MirrorSettings,
     check_mode: bool = False,
-    verify_all: bool = False,
+    verify: str = "receipt",
     progress: Progress = _quiet,
 ) -> MirrorResult:
-    """Push a bundle's images to the destination: blobs, child manifests by digest, tag last."""
+    """Push a bundle's images to the destination: blobs, child manifests by digest, tag last.
+
+    `verify` as for `mirror_images`: the bundle's lock pins the whole set, so V(receipt) first asks the
+    destination for the receipt of exactly that set (one request) and trusts it when present.
+    """
     started = time.monotonic()
     stats = CopyStats()
     bundle = Bundle(path)
@@ -340,6 +346,13 @@ def import_bundle(
         pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
+        if verify == "receipt" and _receipt_holds(plans, settings, pool):
+            for plan in plans:
+                plan.present = True
+            stats.images_present, stats.receipt = len(plans), "trusted"
+            stats.seconds = time.monotonic() - started
+            progress(f"done: {len(plans)} images present by receipt, nothing to import")
+            return MirrorResult(plans, stats, [])
         dest_present = _present(plans, pool, settings.parallel)
         todo = [p for p, present in zip(plans, dest_present, strict=True) if not present]
         for plan, present in zip(plans, dest_present, strict=True):
@@ -348,8 +361,11 @@ def import_bundle(
         problems: List[str] = []
         if not check_mode:
             problems += _push_from_bundle(todo, bundle, pool, stats, settings.parallel, progress)
-            check = plans if verify_all else [p for p in todo if not p.error]
-            problems += _verify_all(check, pool, stats, settings.parallel, blobs=verify_all)
+            full = verify == "full"
+            check = plans if full else [p for p in todo if not p.error]
+            problems += _verify_all(check, pool, stats, settings.parallel, blobs=full)
+            if not problems and not any(p.error for p in plans):
+                stats.receipt = _write_receipt(plans, settings, pool)
     finally:
         pool.close()
         bundle.close()
@@ -372,6 +388,15 @@ def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePl
         plan.filtered = bool(entry.get("platforms_filtered"))
         plans.append(plan)
     return plans
+
+
+def _receipt_holds(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:
+    if not plans:
+        return False
+    try:
+        return _receipt_for(plans, settings).present(pool.get(settings.destination.host))
+    except RegistryError:
+        return False  # no shortcut; every image is asked for
 
 
 def _present(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> List[bool]:

@@ -163,7 +163,7 @@ def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         problems = verify_bundle(params["bundle"])
         return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
     if mode == "import":
-        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify") == "full", progress)
+        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify") or "receipt", progress)
         return _shape(result, None, params, check_mode, settings)
     found = discover_images(params, settings)
     refs = sorted(found.images)

@@ -194,8 +194,8 @@ options:
         Without a matching receipt this is V(tags).
       - V(tags) asks for every tag (one request per image) and copies what is missing or moved.
       - V(full) is V(tags) plus every child manifest and blob of every image.
-      - V(import) asks for every image of the bundle (V(receipt) acts as V(tags)); V(export) and check mode write
-        no receipt.
+      - In V(import) mode the set is the bundle's images, pinned by its lock file, so the receipt works there
+        too. V(export) and check mode write no receipt.
     type: str
     choices: [receipt, tags, full]
     default: receipt

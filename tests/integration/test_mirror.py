@@ -516,13 +516,19 @@ def test_bundle_export_import_into_fresh_registry(lab_env, private_registry, tmp
 
     fresh = private_registry("mirror-bundle-dst", BUNDLE_PORT)
     import_conf = settings(lab_env, fresh.host, "site")
-    imported = import_bundle(str(archive), import_conf, verify_all=True)
+    imported = import_bundle(str(archive), import_conf, verify="full")
     assert imported.errors == []
-    assert imported.stats.images_copied == len(LAB_IMAGES)
+    assert imported.stats.images_copied == len(LAB_IMAGES) and imported.stats.receipt == "written"
     by_source = {e["source"]: e["digest"] for e in lock["images"]}
     assert {e["source"]: e["digest"] for e in imported.lock()["images"]} == by_source
+    # a rerun of the same bundle: the receipt of its set answers for every image
     again = import_bundle(str(archive), import_conf)
     assert again.stats.images_copied == 0 and again.stats.images_present == len(LAB_IMAGES)
+    assert again.stats.receipt == "trusted" and again.errors == []
+    # asking every tag finds them all, and the receipt for the set already there
+    tags = import_bundle(str(archive), import_conf, verify="tags")
+    assert tags.stats.images_copied == 0 and tags.stats.images_present == len(LAB_IMAGES)
+    assert tags.stats.receipt == "present"
 
 
 def internal_chart_params(lab_env: dict, charts: list[dict], prefix: str) -> dict:
