@@ -54,6 +54,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (  # 
     Manifest,
     Registry,
     sha256_digest,
+    stream_blob,
 )
 
 PORTS = {"src": 5081, "bundle": 5085, "raw": 5086, "big": 5087}
@@ -306,19 +307,19 @@ def skopeo_sync(refs: list[str], src: str, dest: str, cert_dir: str, auth: Path,
 
 def raw_copy(bundle: Path, src: Registry, dest: Registry, lock: dict) -> float:
     """Every blob of the bundle streamed GET source -> PUT destination, one by one, no manifests."""
-    repo_of: dict[str, str] = {}
+    repo_of: dict[str, tuple[str, int]] = {}
     for entry in lock["images"]:
         repo = entry["pulled_from"].split("/", 1)[1].rsplit(":", 1)[0]
         for digest in entry["platforms"].values():
             manifest = json.loads((bundle / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
             for desc in [manifest["config"], *manifest["layers"]]:
-                repo_of.setdefault(desc["digest"], repo)
+                repo_of.setdefault(desc["digest"], (repo, desc["size"]))
     os.sync()
     started = time.monotonic()
-    for digest, repo in repo_of.items():
-        resp = src.open_blob(repo, digest)
+    for digest, (repo, size) in repo_of.items():
+        resp, chunks = stream_blob(src, repo, digest, size)
         try:
-            dest.upload_blob("raw/blobs", digest, resp.iter_content(CHUNK))
+            dest.upload_blob("raw/blobs", digest, chunks, size=size)
         finally:
             resp.close()
     return time.monotonic() - started

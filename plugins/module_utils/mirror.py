@@ -375,9 +375,10 @@ class BlobTracker:
         if digest in plan.inline:
             size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, plan.inline[digest], upload_url)
         else:
-            resp, chunks = stream_blob(self.pool.get(plan.src_host), plan.src_repo, digest)
+            expected = desc.get("size")
+            resp, chunks = stream_blob(self.pool.get(plan.src_host), plan.src_repo, digest, expected)
             try:
-                size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, chunks, upload_url)
+                size = self.pool.get(plan.dest_host).upload_blob(plan.dest_repo, digest, chunks, upload_url, expected)
             finally:
                 resp.close()
         self._remember(digest, plan.dest_repo)

@@ -39,6 +39,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     Manifest,
     RegistryError,
     manifest_blobs,
+    read_views,
     stream_blob,
 )
 
@@ -137,7 +138,7 @@ def _export_blobs(
         if _have_file(root, digest, desc.get("size")):
             stats.add(blobs_present=1)
             return
-        resp, chunks = stream_blob(pool.get(plan.src_host), plan.src_repo, digest)
+        resp, chunks = stream_blob(pool.get(plan.src_host), plan.src_repo, digest, desc.get("size"))
         try:
             size = _write_blob_file(root, digest, chunks)
         finally:
@@ -262,8 +263,16 @@ class Bundle:
             return handle.read()
 
     def chunks(self, name: str) -> Any:
+        """The member's bytes as views of this thread's reusable buffer (see `read_views`)."""
         with self.open(name) as handle:
-            yield from iter(lambda: handle.read(CHUNK), b"")
+            yield from read_views(handle.readinto)
+
+    def size(self, name: str) -> int:
+        if self._tar is None:
+            return os.path.getsize(os.path.join(self.path, name))
+        if name not in self._members:
+            raise BundleError(f"{self.path}: {name} is missing")
+        return self._members[name].size
 
     def lock(self) -> Dict[str, Any]:
         return yaml.safe_load(self.read(LOCK_NAME)) or {}
@@ -289,6 +298,11 @@ class _TarSlice:
         data = self._file.read(size)
         self._left -= len(data)
         return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self._file.readinto(buffer[: min(len(buffer), self._left)]) if self._left else 0
+        self._left -= count
+        return count
 
     def close(self) -> None:
         self._file.close()
@@ -428,7 +442,8 @@ def _push_from_bundle(
             if upload_url is None:
                 stats.add(blobs_present=1)
             else:
-                size = dest.upload_blob(plan.dest_repo, digest, bundle.chunks(blob_path(digest)), upload_url)
+                path = blob_path(digest)
+                size = dest.upload_blob(plan.dest_repo, digest, bundle.chunks(path), upload_url, bundle.size(path))
                 stats.add(blobs_copied=1, bytes_copied=size)
                 progress(f"blob {digest[:19]} -> {plan.dest_repo} ({size} bytes)")
         except (RegistryError, BundleError, OSError) as exc:
@@ -453,8 +468,9 @@ def _push_from_bundle(
                     if home and home != plan.dest_repo:
                         url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
                         if url is not None:
+                            path = blob_path(desc["digest"])
                             dest.upload_blob(
-                                plan.dest_repo, desc["digest"], bundle.chunks(blob_path(desc["digest"])), url
+                                plan.dest_repo, desc["digest"], bundle.chunks(path), url, bundle.size(path)
                             )
                         stats.add(blobs_mounted=1)
                 if plan.top is not None and plan.top.is_index:

@@ -37,6 +37,7 @@ MAX_REDIRECTS = 5
 _DRAIN = 64 * 1024  # an unread rest up to this size is read to keep the connection
 USER_AGENT = "airgap.renku-mirror"
 # a kept-alive connection the server has meanwhile closed fails like this on its next use
+_BUFFERS = threading.local()  # one CHUNK-sized buffer per thread for streamed blobs
 _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
 
 
@@ -123,6 +124,14 @@ class Response:
         finally:
             self.close()
 
+    def iter_views(self) -> Iterator[memoryview]:
+        """The body in pieces read into this thread's reusable buffer: each piece is valid until the
+        next one is asked for (streaming a blob allocates nothing per piece)."""
+        try:
+            yield from read_views(self._raw.readinto)
+        finally:
+            self.close()
+
     def close(self) -> None:
         """Hand the connection back when the body was read to the end (a short rest, such as a
         redirect's, is read first); otherwise close it."""
@@ -183,7 +192,8 @@ class Transport:
             reused = conn.sock is not None
             try:
                 self._open(conn)
-                conn.request(method, target, body=body, headers=headers, encode_chunked=not replayable)
+                chunked = not replayable and "Content-Length" not in headers and "Transfer-Encoding" not in headers
+                conn.request(method, target, body=body, headers=headers, encode_chunked=chunked)
                 raw = conn.getresponse()
             except _STALE:
                 conn.close()
@@ -398,30 +408,31 @@ class Registry:
         return self._upload_url(resp.headers["Location"])
 
     def upload_blob(
-        self, repo: str, digest: str, chunks: Union[bytes, Iterable[bytes]], upload_url: Optional[str] = None
+        self,
+        repo: str,
+        digest: str,
+        chunks: Union[bytes, Iterable[Any]],
+        upload_url: Optional[str] = None,
+        size: Optional[int] = None,
     ) -> int:
         """Stream `chunks` (or send `bytes`) into an upload and commit it under `digest` in the same
         request; returns the bytes sent.
 
         One PUT (the registry checks the digest before it links the blob); the session comes from
-        `upload_url` (a refused mount) or a new POST. A stream goes as a chunked body.
+        `upload_url` (a refused mount) or a new POST. A stream goes as a chunked body, framed here so
+        its pieces (views of a reused buffer) are sent as they are; with `size`, a stream that is
+        longer or shorter fails the upload before it is committed.
         """
         url = upload_url or self.start_upload(repo)
+        headers = {"Content-Type": "application/octet-stream"}
         if isinstance(chunks, bytes):
             data: Any = chunks
             size = len(chunks)
         else:
-            counter = _Counter(chunks)
-            data = iter(counter)
-        resp = self.request(
-            "PUT",
-            url,
-            repo,
-            push=True,
-            params={"digest": digest},
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+            counter = _Counter(chunks, f"{self.host}/{repo}@{digest}", size)
+            data = _chunked(counter)
+            headers["Transfer-Encoding"] = "chunked"
+        resp = self.request("PUT", url, repo, push=True, params={"digest": digest}, data=data, headers=headers)
         if resp.status_code != 201:
             raise RegistryError(
                 f"PUT upload {self.host}/{repo}@{digest} answered HTTP {resp.status_code}: {resp.text[:200]}"
@@ -430,22 +441,54 @@ class Registry:
 
 
 class _Counter:
-    """Wraps a chunk iterator and counts what passes through (the registry verifies the digest)."""
+    """Wraps a chunk iterator and counts what passes through (the registry verifies the digest);
+    with an expected size, a stream that is longer or shorter stops the upload with an error."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
+    def __init__(self, chunks: Iterable[Any], what: str, expected: Optional[int] = None) -> None:
+        self._chunks, self._what, self._expected = chunks, what, expected
         self.size = 0
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Any]:
         for chunk in self._chunks:
             if chunk:
                 self.size += len(chunk)
+                if self._expected is not None and self.size > self._expected:
+                    raise RegistryError(f"{self._what}: the source sent more than the {self._expected} bytes expected")
                 yield chunk
+        if self._expected is not None and self.size != self._expected:
+            raise RegistryError(f"{self._what}: the source ended after {self.size} of {self._expected} bytes")
 
 
-def stream_blob(source: Registry, repo: str, digest: str) -> Tuple[Any, Iterator[bytes]]:
+def _chunked(pieces: Iterable[Any]) -> Iterator[Any]:
+    """HTTP/1.1 chunked framing around each piece, without copying the piece."""
+    for piece in pieces:
+        yield b"%X\r\n" % len(piece)
+        yield piece
+        yield b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+def read_views(readinto: Callable[[memoryview], Optional[int]]) -> Iterator[memoryview]:
+    """Fill this thread's reusable buffer with `readinto` until it returns nothing; yields the filled part."""
+    buffer = getattr(_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _BUFFERS.buffer = memoryview(bytearray(CHUNK))
+    while True:
+        count = readinto(buffer)
+        if not count:
+            return
+        yield buffer[:count]
+
+
+def stream_blob(source: Registry, repo: str, digest: str, size: Optional[int] = None) -> Tuple[Any, Iterator[Any]]:
+    """Open a blob for streaming; its pieces are views of a per-thread buffer (see `read_views`).
+    A response whose length differs from the expected `size` is refused before anything is read."""
     resp = source.open_blob(repo, digest)
-    return resp, resp.iter_content(CHUNK)
+    length = resp.headers.get("Content-Length")
+    if size is not None and length is not None and length.isdigit() and int(length) != size:
+        resp.close()
+        raise RegistryError(f"{source.host}/{repo}@{digest}: {length} bytes served, {size} expected")
+    return resp, resp.iter_views()
 
 
 def file_chunks(path: str, on_chunk: Optional[Callable[[int], None]] = None) -> Iterator[bytes]:

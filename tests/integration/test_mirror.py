@@ -49,6 +49,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     RegistryError,
     Transport,
     sha256_digest,
+    stream_blob,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -427,6 +428,11 @@ def test_blob_downloads_redirected_to_storage_without_credentials(lab_env, tmp_p
         resp = reg.open_blob("team/app", layer["digest"])
         assert sha256_digest(b"".join(resp.iter_content())) == layer["digest"]
         assert reg.has_blob("team/app", layer["digest"])
+        # streamed through the reused buffer, and checked against the size its descriptor gives
+        resp, pieces = stream_blob(reg, "team/app", layer["digest"], layer["size"])
+        assert sha256_digest(b"".join(bytes(piece) for piece in pieces)) == layer["digest"]
+        with pytest.raises(RegistryError, match=f"{layer['size']} bytes served, {layer['size'] + 1} expected"):
+            stream_blob(reg, "team/app", layer["digest"], layer["size"] + 1)
         assert ("GET", None) in seen and all(auth is None for _method, auth in seen), seen
 
         # the image mirrors out of such a registry like out of any other
