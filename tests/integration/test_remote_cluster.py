@@ -24,6 +24,8 @@ SESSIONS_NS, RENKU_NS, STORAGE_CLASS = "itest-rc-sessions", "itest-rc-renku", "i
 RESTARTED = ["renku-data-service", "renku-k8s-watcher", "renku-data-tasks", "renku-secrets-storage"]
 ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 CHARTS = {"amalthea-sessions": "0.30.2", "csi-rclone": "0.6.0"}
+USER_NODE = SCENARIO_VARS["remote_cluster_user_nodes"][0]
+PURPOSE_LABEL = "renku.io/node-purpose"
 
 pytestmark = pytest.mark.lab
 
@@ -130,7 +132,17 @@ def priority_class_exists(remote: client.ApiClient, name: str) -> bool:
     return True
 
 
-def test_remote_cluster_lifecycle(lab):
+@pytest.fixture
+def user_node_purpose_kept(lab):
+    """The scenario's user node is one of the demo's too: give it back the purpose label it had."""
+    core = client.CoreV1Api(lab["remote"])
+    before = (core.read_node(USER_NODE).metadata.labels or {}).get(PURPOSE_LABEL)
+    yield
+    if before is not None:
+        core.patch_node(USER_NODE, {"metadata": {"labels": {PURPOSE_LABEL: before}}})
+
+
+def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     env, remote, local = lab["env"], lab["remote"], lab["local"]
     absent = run_playbook(CONVERGE, extra_vars={"remote_cluster_state": "absent"})
     assert absent.rc == 0, absent.output[-3000:]
@@ -174,8 +186,8 @@ def test_remote_cluster_lifecycle(lab):
     assert "itest-remote-cluster" not in clusters and "itest-rc-pool" not in pools
     secret = client.CoreV1Api(local).read_namespaced_secret("renku-remote-clusters", RENKU_NS)
     assert "itest-remote.yaml" not in (secret.data or {})
-    node = client.CoreV1Api(remote).read_node("lab-remote-node-2")
-    assert "renku.io/node-purpose" not in (node.metadata.labels or {})
+    node = client.CoreV1Api(remote).read_node(USER_NODE)
+    assert PURPOSE_LABEL not in (node.metadata.labels or {})
     assert not [t for t in node.spec.taints or [] if t.key == "itest.renku.io/sessions"]
 
 
