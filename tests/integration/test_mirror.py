@@ -592,16 +592,8 @@ def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registr
         env=env,
     )
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
-    params = {
-        "charts": [{"chart": f"oci://{source.host}/charts/{name}", "version": "v1.2.3"}],
-        "destination": lab_env["REGISTRY_INTERNAL"],
-        "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
-        "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
-        "prefix": prefix,
-        "ca_file": lab_env["LAB_CA"],
-        "helm": lab_env["HELM"],
-        "lock_file": str(tmp_path / "lock.yaml"),
-    }
+    charts = [{"chart": f"oci://{source.host}/charts/{name}", "version": "v1.2.3"}]
+    params = {**internal_chart_params(lab_env, charts, prefix), "lock_file": str(tmp_path / "lock.yaml")}
     planned = run_charts(params, check_mode=True)
     assert planned["charts"][0]["action"] == "push" and not (tmp_path / "lock.yaml").exists()
     pushed = run_charts(params, check_mode=False)
