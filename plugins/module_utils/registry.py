@@ -36,8 +36,8 @@ TIMEOUT = (10, 300)  # connect, read (seconds)
 MAX_REDIRECTS = 5
 _DRAIN = 64 * 1024  # an unread rest up to this size is read to keep the connection
 USER_AGENT = "airgap.renku-mirror"
-# a kept-alive connection the server has meanwhile closed fails like this on its next use
 _BUFFERS = threading.local()  # one CHUNK-sized buffer per thread for streamed blobs
+# a kept-alive connection the server has meanwhile closed fails like this on its next use
 _STALE = (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError, BrokenPipeError)
 
 
@@ -469,7 +469,10 @@ def _chunked(pieces: Iterable[Any]) -> Iterator[Any]:
 
 
 def read_views(readinto: Callable[[memoryview], Optional[int]]) -> Iterator[memoryview]:
-    """Fill this thread's reusable buffer with `readinto` until it returns nothing; yields the filled part."""
+    """Fill this thread's reusable buffer with `readinto` until it returns nothing; yields the filled part.
+
+    One stream per thread at a time: a second one in the same thread would overwrite the first's piece.
+    """
     buffer = getattr(_BUFFERS, "buffer", None)
     if buffer is None:
         buffer = _BUFFERS.buffer = memoryview(bytearray(CHUNK))
@@ -490,13 +493,3 @@ def stream_blob(source: Registry, repo: str, digest: str, size: Optional[int] = 
         raise RegistryError(f"{source.host}/{repo}@{digest}: {length} bytes served, {size} expected")
     return resp, resp.iter_views()
 
-
-def file_chunks(path: str, on_chunk: Optional[Callable[[int], None]] = None) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(CHUNK)
-            if not chunk:
-                return
-            if on_chunk:
-                on_chunk(len(chunk))
-            yield chunk
