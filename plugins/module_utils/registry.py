@@ -492,4 +492,3 @@ def stream_blob(source: Registry, repo: str, digest: str, size: Optional[int] = 
         resp.close()
         raise RegistryError(f"{source.host}/{repo}@{digest}: {length} bytes served, {size} expected")
     return resp, resp.iter_views()
-
