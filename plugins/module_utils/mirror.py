@@ -554,11 +554,17 @@ def _trusted_by_receipt(
         plan.platforms, plan.size = dict(entry.get("platforms") or {}), int(entry.get("size", 0))
         plan.filtered, plan.present = bool(entry.get("platforms_filtered")), True
         plans.append(plan)
+    return plans if _receipt_present(plans, settings, pool) else None
+
+
+def _receipt_present(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:
+    """Whether the destination holds the receipt of exactly this set (an error counts as no: no shortcut)."""
+    if not plans:
+        return False
     try:
-        found = _receipt_for(plans, settings).present(pool.get(settings.destination.host))
+        return _receipt_for(plans, settings).present(pool.get(settings.destination.host))
     except RegistryError:
-        return None
-    return plans if found else None
+        return False
 
 
 def _write_receipt(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> str:

@@ -27,7 +27,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     Progress,
     RegistryPool,
     _quiet,
-    _receipt_for,
+    _receipt_present,
     _verify_all,
     _write_receipt,
     build_lock,
@@ -360,7 +360,7 @@ def import_bundle(
         pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
-        if verify == "receipt" and _receipt_holds(plans, settings, pool):
+        if verify == "receipt" and _receipt_present(plans, settings, pool):
             for plan in plans:
                 plan.present = True
             stats.images_present, stats.receipt = len(plans), "trusted"
@@ -402,15 +402,6 @@ def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePl
         plan.filtered = bool(entry.get("platforms_filtered"))
         plans.append(plan)
     return plans
-
-
-def _receipt_holds(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:
-    if not plans:
-        return False
-    try:
-        return _receipt_for(plans, settings).present(pool.get(settings.destination.host))
-    except RegistryError:
-        return False  # no shortcut; every image is asked for
 
 
 def _present(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> List[bool]:
