@@ -471,11 +471,7 @@ def mirror_images(
     try:
         trusted = _trusted_by_receipt(refs, settings, pool, previous_lock) if verify == "receipt" else None
         if trusted is not None:
-            stats.images_total = stats.images_present = len(trusted)
-            stats.receipt = "trusted"
-            stats.seconds = time.monotonic() - started
-            progress(f"done: {len(trusted)} images present by receipt, nothing to copy")
-            return MirrorResult(trusted, stats, [])
+            return present_by_receipt(trusted, stats, started, progress)
         if check_mode:
             plans = plan_images(refs, settings, pool, progress, previous_lock)
             good = [p for p in plans if not p.error]
@@ -555,6 +551,17 @@ def _trusted_by_receipt(
         plan.filtered, plan.present = bool(entry.get("platforms_filtered")), True
         plans.append(plan)
     return plans if _receipt_present(plans, settings, pool) else None
+
+
+def present_by_receipt(plans: List[ImagePlan], stats: CopyStats, started: float, progress: Progress) -> MirrorResult:
+    """The result of a run the destination's receipt answered: every image present, nothing copied."""
+    for plan in plans:
+        plan.present = True
+    stats.images_total = stats.images_present = len(plans)
+    stats.receipt = "trusted"
+    stats.seconds = time.monotonic() - started
+    progress(f"done: {len(plans)} images present by receipt, nothing to copy")
+    return MirrorResult(plans, stats, [])
 
 
 def _receipt_present(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:

@@ -33,6 +33,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     build_lock,
     locate,
     plan_images,
+    present_by_receipt,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.registry import (
     CHUNK,
@@ -361,12 +362,7 @@ def import_bundle(
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
         if verify == "receipt" and _receipt_present(plans, settings, pool):
-            for plan in plans:
-                plan.present = True
-            stats.images_present, stats.receipt = len(plans), "trusted"
-            stats.seconds = time.monotonic() - started
-            progress(f"done: {len(plans)} images present by receipt, nothing to import")
-            return MirrorResult(plans, stats, [])
+            return present_by_receipt(plans, stats, started, progress)
         dest_present = _present(plans, pool, settings.parallel)
         todo = [p for p, present in zip(plans, dest_present, strict=True) if not present]
         for plan, present in zip(plans, dest_present, strict=True):

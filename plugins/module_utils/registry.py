@@ -192,8 +192,8 @@ class Transport:
             reused = conn.sock is not None
             try:
                 self._open(conn)
-                chunked = not replayable and "Content-Length" not in headers and "Transfer-Encoding" not in headers
-                conn.request(method, target, body=body, headers=headers, encode_chunked=chunked)
+                # a body that names its framing goes as it is; http.client chunks other iterables itself
+                conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
             except _STALE:
                 conn.close()
