@@ -89,7 +89,7 @@ def platform_name(platform: Optional[Dict[str, Any]]) -> str:
 
 
 class Response:
-    """What one request answered; the body is read on demand (`content`, `iter_content`)."""
+    """What one request answered; the body is read on demand (`content`, `iter_views`)."""
 
     def __init__(self, raw: http.client.HTTPResponse, release: Callable[[bool], None]) -> None:
         self._raw = raw
@@ -114,16 +114,6 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.content)
 
-    def iter_content(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
-        try:
-            while True:
-                chunk = self._raw.read(chunk_size)
-                if not chunk:
-                    return
-                yield chunk
-        finally:
-            self.close()
-
     def iter_views(self) -> Iterator[memoryview]:
         """The body in pieces read into this thread's reusable buffer: each piece is valid until the
         next one is asked for (streaming a blob allocates nothing per piece)."""
@@ -143,6 +133,11 @@ class Response:
             with contextlib.suppress(OSError, http.client.HTTPException):
                 raw.read()
         release(raw.isclosed())
+
+
+def _replayable(body: Any) -> bool:
+    """A body that can be sent again (a stream is consumed by the first attempt)."""
+    return isinstance(body, (bytes, type(None)))
 
 
 class Transport:
@@ -186,7 +181,7 @@ class Transport:
             raise RegistryError(f"refusing a non-HTTPS URL: {parts.scheme}://{parts.netloc}")
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": USER_AGENT, **headers}
-        replayable = isinstance(body, (bytes, type(None)))
+        replayable = _replayable(body)
         for attempt in (1, 2, 3):
             conn = self._acquire(parts.netloc)
             reused = conn.sock is not None
@@ -284,7 +279,7 @@ class Registry:
         scope = f"repository:{repo}:{'pull,push' if push else 'pull'}" if repo else ""  # "" for /v2/ itself
         headers, body, stream = dict(kwargs.get("headers") or {}), kwargs.get("data"), kwargs.get("stream", False)
         resp = self.transport.send(method, url, {**headers, **self._auth_headers(scope)}, body, stream)
-        if resp.status_code == 401 and isinstance(body, (bytes, type(None))):
+        if resp.status_code == 401 and _replayable(body):
             challenge = resp.headers.get("WWW-Authenticate", "")
             resp.close()
             self._authenticate(challenge, scope)

@@ -426,7 +426,7 @@ def test_blob_downloads_redirected_to_storage_without_credentials(lab_env, tmp_p
         assert manifest is not None
         layer = manifest.json()["layers"][0]
         resp = reg.open_blob("team/app", layer["digest"])
-        assert sha256_digest(b"".join(resp.iter_content())) == layer["digest"]
+        assert sha256_digest(resp.content) == layer["digest"]
         assert reg.has_blob("team/app", layer["digest"])
         # streamed through the reused buffer, and checked against the size its descriptor gives
         resp, pieces = stream_blob(reg, "team/app", layer["digest"], layer["size"])
