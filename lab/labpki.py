@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socketserver
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -22,20 +23,26 @@ VALIDITY = dt.timedelta(days=365)
 RENEW_BEFORE = dt.timedelta(days=7)
 
 
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write through a temporary file of its own (concurrent writers never share one), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file atomically with mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    _write_atomic(path, data, 0o600)
 
 
 def write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    _write_atomic(path, data, 0o644)
 
 
 def _still_valid(cert_path: Path) -> bool:
