@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import base64
 import copy
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
-try:
-    import yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
 
-    HAS_YAML = True
-    YAML_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - exercised through missing_required_lib
-    HAS_YAML = False
-    YAML_IMPORT_ERROR = traceback.format_exc()
+HAS_YAML = kube_yaml.HAS_YAML  # kubeconfig_build checks these two
+YAML_IMPORT_ERROR = kube_yaml.YAML_IMPORT_ERROR
 
 MASK = "<masked>"
 SECRET_USER_KEYS = ("token", "client-key-data")
@@ -100,7 +96,7 @@ def build(spec: KubeconfigSpec) -> dict[str, Any]:
 
 
 def render(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return dump_one(config, sort_keys=False, default_flow_style=False)
 
 
 def one_line_base64(text: str) -> str:
@@ -123,8 +119,8 @@ def masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def parse(text: str) -> dict[str, Any] | None:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:  # a file that is not a kubeconfig is simply replaced
+        data = load_one(text)
+    except KubeYAMLError:  # a file that is not a kubeconfig is simply replaced
         return None
     return data if isinstance(data, dict) else None
 

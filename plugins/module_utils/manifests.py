@@ -4,6 +4,10 @@
 
 Shared by `ca_inject` (patching pod specs) and `image_mirror` (discovering images), so both agree
 on which places hold pod specs.
+
+Kubernetes reads a null list as empty and a null map as empty (`initContainers:` with nothing under
+it, `annotations:` left blank by a template). `list_field` and `map_field` read such fields the same
+way for code that writes into them; `metadata_of` and `annotations_of` for code that only reads.
 """
 
 from __future__ import annotations
@@ -42,6 +46,34 @@ def parse_crd_path(expression: str) -> tuple[str, tuple[str, ...]]:
     return kind, keys
 
 
+def list_field(obj: dict, key: str) -> list:
+    """`obj[key]` for appending to: a missing or null value is replaced in `obj` by a new empty list."""
+    value = obj.get(key)
+    if value is None:
+        value = obj[key] = []
+    return value
+
+
+def map_field(obj: dict, key: str) -> dict:
+    """`obj[key]` for setting keys in: a missing or null value is replaced in `obj` by a new empty map."""
+    value = obj.get(key)
+    if value is None:
+        value = obj[key] = {}
+    return value
+
+
+def metadata_of(document: dict) -> dict:
+    """The document's metadata for reading ({} when missing or null); never written into the document."""
+    meta = document.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def annotations_of(document: dict) -> dict:
+    """The document's annotations for reading ({} when missing or null)."""
+    annotations = metadata_of(document).get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
+
+
 def _dig(node: Any, keys: tuple[str, ...]) -> Any:
     for key in keys:
         if not isinstance(node, dict):
@@ -51,10 +83,10 @@ def _dig(node: Any, keys: tuple[str, ...]) -> Any:
 
 
 def document_name(document: dict) -> str:
-    meta = document.get("metadata") or {}
+    meta = metadata_of(document)
     namespace = meta.get("namespace")
-    name = meta.get("name", "<unnamed>")
-    return f"{document.get('kind', '?')}/{namespace + '/' if namespace else ''}{name}"
+    name = meta.get("name") or "<unnamed>"
+    return f"{document.get('kind') or '?'}/{namespace + '/' if namespace else ''}{name}"
 
 
 def pod_specs(document: dict, extra_paths: dict[str, list[tuple[str, ...]]] | None = None) -> Iterator[PodSpecRef]:
@@ -82,5 +114,4 @@ def containers(spec: dict) -> Iterator[tuple[str, dict]]:
 
 
 def is_helm_hook(document: dict) -> bool:
-    annotations = (document.get("metadata") or {}).get("annotations") or {}
-    return "helm.sh/hook" in annotations
+    return "helm.sh/hook" in annotations_of(document)

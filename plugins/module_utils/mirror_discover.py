@@ -17,6 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import (
+    KubeYAMLError,
+    dump_one,
+    load_documents,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
     ImageRefError,
     candidates_in_arg,
@@ -32,12 +38,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
     pod_specs,
 )
 
-try:
-    import yaml
-
-    HAS_YAML = True
-except ImportError:  # pragma: no cover
-    HAS_YAML = False
+HAS_YAML = kube_yaml.HAS_YAML  # image_mirror and chart_mirror check it
 
 
 class DiscoveryError(Exception):
@@ -100,11 +101,11 @@ def scan_document(
     name = f"{origin}{document_name(doc)}{' (hook)' if is_helm_hook(doc) else ''}"
     for ref in pod_specs(doc, pod_spec_paths):
         for list_name, container in containers(ref.spec):
-            where = f"{name} {ref.path}.{list_name}[{container.get('name', '?')}]"
+            where = f"{name} {ref.path}.{list_name}[{container.get('name') or '?'}]"
             if isinstance(container.get("image"), str):
                 found.add(container["image"], where)
             _scan_env_and_args(container, where, found)
-    for keys in image_fields.get(doc.get("kind", ""), []):
+    for keys in image_fields.get(doc.get("kind") or "", []):
         for path, value in _values_at(doc, keys, ""):
             if isinstance(value, str) and value:
                 found.add(value, f"{name} {path}")
@@ -117,6 +118,8 @@ def _scan_env_and_args(container: Dict[str, Any], where: str, found: Discovered)
             found.add(value, f"{where} env {env.get('name')}", candidate=True)
     for list_name in ("args", "command"):
         for arg in container.get(list_name) or []:
+            if arg is None:
+                continue  # a null item is an empty argument
             for text in candidates_in_arg(str(arg)):
                 found.add(text, f"{where} {list_name}", candidate=True)
 
@@ -138,10 +141,11 @@ def scan_documents(
 
 
 def load_manifest_file(path: str) -> List[Any]:
+    """The documents of a manifest file, read as Kubernetes reads them. Raises DiscoveryError."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return [d for d in yaml.safe_load_all(handle) if d]
-    except (OSError, yaml.YAMLError) as exc:
+            return load_documents(handle, path)
+    except (OSError, KubeYAMLError) as exc:
         raise DiscoveryError(f"cannot read manifests from {path}: {exc}") from exc
 
 
@@ -183,12 +187,15 @@ def render_chart(
     for path in values_files:
         cmd += ["-f", path]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=home, delete=False) as inline:
-        yaml.safe_dump(values or {}, inline)
+        dump_one(values or {}, inline)
     cmd += ["-f", inline.name]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env(home), check=False)
     if proc.returncode != 0:
         raise DiscoveryError(f"helm template {chart['chart']} failed: {proc.stderr.strip()[-2000:]}")
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    try:
+        return load_documents(proc.stdout, f"helm template {chart['chart']}")
+    except KubeYAMLError as exc:
+        raise DiscoveryError(f"cannot read the output of {exc}") from exc
 
 
 def value_sets(chart: Dict[str, Any]) -> List[Tuple[List[str], Dict[str, Any]]]:

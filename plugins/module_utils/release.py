@@ -12,6 +12,8 @@ What `helm upgrade` does, minus what breaks an air-gapped site with a private CA
   `randAlphaNum`/`lookup` would rotate them on every offline render), unless it carries the
   `airgap.renku/always-apply: "true"` annotation (the CA bundle objects);
 - hooks run, in Helm's order (weight, kind, name), only when the rendered release changed;
+- nulls where Kubernetes expects strings (a Secret's `KEY:` with no value, a blank annotation) are
+  sent as "", which is how Kubernetes decodes them: server-side apply would read a null as "remove";
 - objects rendered by an earlier run and not by this one are deleted (prune), using the inventory
   kept in a release record ConfigMap and the release label on each object.
 """
@@ -25,11 +27,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
+    annotations_of,
+    map_field,
+    metadata_of,
+)
+
 RELEASE_LABEL = "airgap.renku/release"
 ALWAYS_APPLY_ANNOTATION = "airgap.renku/always-apply"
 RECORD_PREFIX = "airgap-release-"
 HOOK_ANNOTATION = "helm.sh/hook"
 RUN_EVENTS = {"install": ("pre-install", "post-install"), "upgrade": ("pre-upgrade", "post-upgrade")}
+# maps whose values Kubernetes decodes as strings (a null value is "")
+STRING_MAPS = {"Secret": ("data", "stringData"), "ConfigMap": ("data", "binaryData")}
 
 # Helm's install order of kinds (pkg/release/util/kind_sorter.go); unknown kinds go last.
 INSTALL_ORDER = [
@@ -119,7 +129,7 @@ def install_rank(kind: str) -> int:
 
 
 def object_key(document: dict) -> str:
-    meta = document.get("metadata") or {}
+    meta = metadata_of(document)
     namespace = meta.get("namespace") or ""
     return f"{document.get('apiVersion')}/{document.get('kind')}/{namespace}/{meta.get('name')}"
 
@@ -129,20 +139,23 @@ def split_hooks(documents: list[dict]) -> tuple[list[dict], list[Hook]]:
     regular: list[dict] = []
     hooks: list[Hook] = []
     for document in documents:
-        annotations = (document.get("metadata") or {}).get("annotations") or {}
+        annotations = annotations_of(document)
         if HOOK_ANNOTATION not in annotations:
             regular.append(document)
             continue
-        events = tuple(e.strip() for e in str(annotations[HOOK_ANNOTATION]).split(",") if e.strip())
+        events = _comma_list(annotations[HOOK_ANNOTATION])
         try:
-            weight = int(annotations.get("helm.sh/hook-weight", "0"))
+            weight = int(annotations.get("helm.sh/hook-weight") or "0")
         except ValueError as exc:
             raise ReleaseError(f"{object_key(document)}: helm.sh/hook-weight must be an integer") from exc
-        policies = tuple(
-            p.strip() for p in str(annotations.get("helm.sh/hook-delete-policy", "")).split(",") if p.strip()
-        )
+        policies = _comma_list(annotations.get("helm.sh/hook-delete-policy"))
         hooks.append(Hook(document, events, weight, policies or ("before-hook-creation",)))
     return regular, hooks
+
+
+def _comma_list(value: Any) -> tuple[str, ...]:
+    """`a, b` -> ("a", "b"); a null annotation value is ""."""
+    return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
 
 
 def hooks_for(hooks: list[Hook], event: str) -> list[Hook]:
@@ -150,18 +163,18 @@ def hooks_for(hooks: list[Hook], event: str) -> list[Hook]:
     chosen = [h for h in hooks if event in h.events]
     return sorted(
         chosen,
-        key=lambda h: (h.weight, install_rank(h.document.get("kind", "")), h.document["metadata"].get("name", "")),
+        key=lambda h: (h.weight, install_rank(h.document.get("kind") or ""), metadata_of(h.document).get("name") or ""),
     )
 
 
 def sort_for_install(documents: list[dict]) -> list[dict]:
-    return sorted(documents, key=lambda d: (install_rank(d.get("kind", "")), object_key(d)))
+    return sorted(documents, key=lambda d: (install_rank(d.get("kind") or ""), object_key(d)))
 
 
 def release_digest(documents: list[dict]) -> str:
     """Digest of what the release renders; Secret values are left out because charts regenerate them."""
     hasher = hashlib.sha256()
-    for document in sorted(documents, key=object_key):
+    for document in sorted((d for d in documents if isinstance(d, dict)), key=object_key):
         shown = document
         if document.get("kind") == "Secret" and not _always_apply(document):
             shown = {
@@ -174,18 +187,42 @@ def release_digest(documents: list[dict]) -> str:
 
 
 def label_for_release(document: dict, release: str, namespace: str, namespaced: bool) -> dict:
-    doc = copy.deepcopy(document)
-    meta = doc.setdefault("metadata", {})
+    """The body to apply: a copy with nulls as Kubernetes reads them, namespace and release label set."""
+    doc = null_strings_as_empty(copy.deepcopy(document))
+    meta = map_field(doc, "metadata")
     if namespaced and not meta.get("namespace"):
         meta["namespace"] = namespace
     if not namespaced:
         meta.pop("namespace", None)
-    meta.setdefault("labels", {})[RELEASE_LABEL] = release
+    map_field(meta, "labels")[RELEASE_LABEL] = release
     return doc
 
 
+def null_strings_as_empty(document: dict) -> dict:
+    """Edit `document` in place so server-side apply reads it as Kubernetes reads the YAML; returns it.
+
+    A null value in a string map (labels, annotations, Secret data/stringData, ConfigMap data/binaryData)
+    becomes "", and a null map itself is dropped (Kubernetes reads it as empty; applying null would mean
+    "remove").
+    """
+    meta = document.get("metadata")
+    if isinstance(meta, dict):
+        _fill_string_map(meta, "labels")
+        _fill_string_map(meta, "annotations")
+    for key in STRING_MAPS.get(document.get("kind") or "", ()):
+        _fill_string_map(document, key)
+    return document
+
+
+def _fill_string_map(obj: dict, key: str) -> None:
+    if key in obj and obj[key] is None:
+        del obj[key]
+    elif isinstance(obj.get(key), dict):
+        obj[key] = {k: "" if v is None else v for k, v in obj[key].items()}
+
+
 def _always_apply(document: dict) -> bool:
-    return ((document.get("metadata") or {}).get("annotations") or {}).get(ALWAYS_APPLY_ANNOTATION) == "true"
+    return annotations_of(document).get(ALWAYS_APPLY_ANNOTATION) == "true"
 
 
 def normalise(obj: dict | None) -> dict | None:
@@ -208,10 +245,11 @@ def masked(obj: dict | None) -> dict | None:
     for key in ("data", "stringData", "binaryData"):
         if key not in shown:
             continue
+        values = shown[key] or {}
         if obj["kind"] == "Secret":
-            shown[key] = {k: "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" for k in shown[key]}
+            shown[key] = {k: "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" for k in values}
         else:
-            shown[key] = {k: _shorten(str(v)) for k, v in shown[key].items()}
+            shown[key] = {k: _shorten("" if v is None else str(v)) for k, v in values.items()}
     return shown
 
 
@@ -456,7 +494,7 @@ class ReleaseApplier:
             except ReleaseError:
                 continue  # the kind is gone with its CRD, and so are its objects
             live = self.get(resource, name, body["metadata"].get("namespace"))
-            if live is None or (live.get("metadata", {}).get("labels") or {}).get(RELEASE_LABEL) != self.release:
+            if live is None or (metadata_of(live).get("labels") or {}).get(RELEASE_LABEL) != self.release:
                 continue  # someone else owns it now
             self.delete(document, wait=False)
             self.outcome.pruned.append(key)

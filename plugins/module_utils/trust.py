@@ -11,7 +11,8 @@ post-renderer and the benchmark:
 3. `inject` patches every pod template (via `manifests.pod_specs`) per runtime and emits the
    ConfigMap and Secret carrying the bundle in every namespace involved.
 
-Applying `inject` to its own output returns the same documents.
+Applying `inject` to its own output returns the same documents. Null lists and maps (a template's
+`initContainers:` or `env:` with nothing under it) count as empty, as Kubernetes reads them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
+    annotations_of,
     containers,
     document_name,
     is_helm_hook,
+    list_field,
+    metadata_of,
     pod_specs,
 )
 
@@ -323,13 +327,13 @@ def runtimes_for(document: dict, list_name: str, container: dict, options: Injec
 
     None means the container is excluded.
     """
-    meta = document.get("metadata") or {}
-    facts = {
-        "kind": document.get("kind", ""),
-        "workload": meta.get("name", ""),
-        "namespace": meta.get("namespace", "") or options.namespace,
-        "container": container.get("name", ""),
-        "image": container.get("image", ""),
+    meta = metadata_of(document)
+    facts = {  # a null field reads as ""
+        "kind": document.get("kind") or "",
+        "workload": meta.get("name") or "",
+        "namespace": meta.get("namespace") or options.namespace,
+        "container": container.get("name") or "",
+        "image": container.get("image") or "",
     }
     for selector in options.selectors:
         if all(re.search(selector[key], facts[key]) for key in facts if selector.get(key) is not None):
@@ -344,11 +348,17 @@ def runtimes_for(document: dict, list_name: str, container: dict, options: Injec
     return runtimes
 
 
+def _name(item: Any) -> str:
+    """The name of a container, variable, mount or volume ("" for a null item or name)."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return "" if name is None else str(name)
+
+
 def _set_env(container: dict, name: str, value: str, overwrite: bool) -> str:
     """Set one variable; returns 'set', 'unchanged' or 'kept' (an existing value that is not ours)."""
-    env = container.setdefault("env", [])
+    env = list_field(container, "env")
     for item in env:
-        if item.get("name") == name:
+        if item and item.get("name") == name:  # a null item is skipped
             if item.get("value") == value and "valueFrom" not in item:
                 return "unchanged"
             if not overwrite:
@@ -361,10 +371,10 @@ def _set_env(container: dict, name: str, value: str, overwrite: bool) -> str:
 
 
 def _ensure_mount(container: dict, name: str, path: str, read_only: bool = True) -> bool:
-    mounts = container.setdefault("volumeMounts", [])
+    mounts = list_field(container, "volumeMounts")
     wanted = {"name": name, "mountPath": path, "readOnly": read_only}
     for mount in mounts:
-        if mount.get("name") == name:
+        if mount and mount.get("name") == name:
             if mount == wanted:
                 return False
             mount.clear()
@@ -375,9 +385,9 @@ def _ensure_mount(container: dict, name: str, path: str, read_only: bool = True)
 
 
 def _ensure_volume(spec: dict, volume: dict) -> bool:
-    volumes = spec.setdefault("volumes", [])
+    volumes = list_field(spec, "volumes")
     for index, existing in enumerate(volumes):
-        if existing.get("name") == volume["name"]:
+        if existing and existing.get("name") == volume["name"]:
             if existing == volume:
                 return False
             volumes[index] = volume
@@ -402,10 +412,10 @@ def _java_options(existing: str | None, store: str, password: str) -> str | None
 
 
 def _java_init_container(container: dict, options: InjectOptions) -> dict:
-    store = _java_paths(container["name"])[1]
+    store = _java_paths(_name(container))[1]
     init = {
-        "name": (JAVA_INIT_PREFIX + container["name"])[:63],
-        "image": container.get("image", ""),
+        "name": (JAVA_INIT_PREFIX + _name(container))[:63],
+        "image": container.get("image") or "",
         "command": ["sh", f"{options.mount_dir}/{JAVA_SCRIPT_KEY}"],
         "env": [
             {"name": "AIRGAP_TRUSTSTORE", "value": store},
@@ -426,21 +436,21 @@ def _java_init_container(container: dict, options: InjectOptions) -> dict:
 
 def _ensure_init_first(spec: dict, init: dict) -> bool:
     """Our Java init containers run before the chart's own (which may be Java too)."""
-    inits = spec.setdefault("initContainers", [])
+    inits = list_field(spec, "initContainers")
     for index, existing in enumerate(inits):
-        if existing.get("name") == init["name"]:
+        if existing and existing.get("name") == init["name"]:
             if existing == init:
                 return False
             inits[index] = init
             return True
-    position = sum(1 for c in inits if c.get("name", "").startswith(JAVA_INIT_PREFIX))
+    position = sum(1 for c in inits if _name(c).startswith(JAVA_INIT_PREFIX))
     inits.insert(position, init)
     return True
 
 
 def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectOptions) -> dict[str, Any]:
     """Env and mounts for one container; returns its report entry."""
-    entry: dict[str, Any] = {"name": container.get("name", ""), "runtimes": list(runtimes), "set": [], "kept": []}
+    entry: dict[str, Any] = {"name": _name(container), "runtimes": list(runtimes), "set": [], "kept": []}
     changed = _ensure_mount(container, BUNDLE_VOLUME, options.mount_dir)
     done: set[str] = set()
     for runtime in runtimes:
@@ -461,9 +471,9 @@ def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectO
 
 
 def _patch_java_env(container: dict, options: InjectOptions, entry: dict[str, Any]) -> bool:
-    directory, store = _java_paths(container.get("name", ""))
-    env = container.setdefault("env", [])
-    current = next((item for item in env if item.get("name") == "JAVA_TOOL_OPTIONS"), None)
+    directory, store = _java_paths(_name(container))
+    env = list_field(container, "env")
+    current = next((item for item in env if item and item.get("name") == "JAVA_TOOL_OPTIONS"), None)
     changed = _ensure_mount(container, JAVA_VOLUME, directory.rsplit("/", 1)[0])
     if current is not None and "valueFrom" in current and not options.overwrite:
         entry["kept"].append("JAVA_TOOL_OPTIONS")
@@ -490,7 +500,7 @@ def patch_pod_spec(document: dict, spec: dict, options: InjectOptions) -> tuple[
     report: list[dict] = []
     changed = False
     java_containers: list[dict] = []
-    ours = [c for c in spec.get("initContainers") or [] if c.get("name", "").startswith(JAVA_INIT_PREFIX)]
+    ours = [c for c in spec.get("initContainers") or [] if _name(c).startswith(JAVA_INIT_PREFIX)]
     for list_name, container in list(containers(spec)):
         if any(container is own for own in ours):
             continue
@@ -515,7 +525,7 @@ def patch_pod_spec(document: dict, spec: dict, options: InjectOptions) -> tuple[
 
 
 def document_namespace(document: dict, default: str) -> str:
-    return (document.get("metadata") or {}).get("namespace") or default
+    return metadata_of(document).get("namespace") or default
 
 
 def inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: InjectOptions) -> dict[str, Any]:
@@ -560,9 +570,7 @@ def _inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: I
                     "kind": doc.get("kind"),
                     "namespace": namespace,
                     "path": ref.path,
-                    "hook": (doc.get("metadata") or {}).get("annotations", {}).get("helm.sh/hook")
-                    if is_helm_hook(doc)
-                    else None,
+                    "hook": annotations_of(doc).get("helm.sh/hook") if is_helm_hook(doc) else None,
                     "containers": entries,
                     "changed": changed,
                 }
@@ -585,13 +593,14 @@ def _inject(documents: list[Any], cas: list[CAInfo], system_pem: str, options: I
 def _writable_spec(doc: dict, keys: tuple[str, ...]) -> dict:
     """Copy on write: the dicts from `doc` down to the pod spec, and what patching changes in the spec.
 
-    The input documents are never modified, and the rest of each document is shared, not copied.
+    The input documents are never modified, and the rest of each document is shared, not copied. A
+    null list is not copied: `list_field` replaces it in the copied spec or container when needed.
     """
     node = doc
     for key in keys:
         node[key] = dict(node[key])
         node = node[key]
-    for list_name in ("initContainers", "containers", "volumes"):
+    for list_name in ("initContainers", "containers", "ephemeralContainers", "volumes"):
         if isinstance(node.get(list_name), list):
             node[list_name] = [_writable_container(c) if list_name != "volumes" else c for c in node[list_name]]
     return node
@@ -608,11 +617,10 @@ def _writable_container(container: Any) -> Any:
 
 
 def _is_bundle_object(document: dict, options: InjectOptions) -> bool:
-    meta = document.get("metadata") or {}
     return (
         document.get("kind") in ("ConfigMap", "Secret")
-        and meta.get("name") == options.bundle_name
-        and (meta.get("annotations") or {}).get(ALWAYS_APPLY_ANNOTATION) == "true"
+        and metadata_of(document).get("name") == options.bundle_name
+        and annotations_of(document).get(ALWAYS_APPLY_ANNOTATION) == "true"
     )
 
 

@@ -41,15 +41,18 @@ options:
     description:
       - Kubernetes documents to transform (for example the parsed output of C(helm template)).
       - Exactly one of O(documents), O(src) and O(manifest) is required.
+      - Null and empty documents are dropped; a null list or map inside a document counts as empty, as in Kubernetes.
     type: list
     elements: raw
   src:
     description:
       - Path to a multi-document YAML file on the controller to transform.
+      - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: path
   manifest:
     description:
       - Multi-document YAML text to transform, for example the standard output of C(helm template).
+      - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: str
   ca_files:
     description:
@@ -315,22 +318,13 @@ builds:
   sample: [{"image": "k8s-hub:4.0.0", "target": "site/k8s-hub:4.0.0-ca", "dockerfile": "FROM ...", "objects": []}]
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils import release, trust
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
 from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
-
-try:
-    import yaml
-
-    HAS_YAML = True
-    YAML_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover
-    HAS_YAML = False
-    YAML_IMPORT_ERROR = traceback.format_exc()
 
 RUNTIME_CHOICES = list(trust.ALL_RUNTIMES)
 
@@ -402,16 +396,16 @@ def _ca_inputs(module: AnsibleModule) -> list[tuple[str, str]]:
 
 
 def _documents(module: AnsibleModule) -> list[Any]:
+    """The input documents, read as Kubernetes reads them; empty documents dropped."""
     params = module.params
     if params["documents"] is not None:
-        return params["documents"]
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return [d for d in params["documents"] if not kube_yaml.is_empty(d)]
     try:
         if params["src"] is not None:
             with open(params["src"], encoding="utf-8") as handle:
-                return [d for d in yaml.load_all(handle, Loader=loader) if d is not None]
-        return [d for d in yaml.load_all(params["manifest"], Loader=loader) if d is not None]
-    except (OSError, yaml.YAMLError) as exc:
+                return kube_yaml.load_documents(handle, params["src"])
+        return kube_yaml.load_documents(params["manifest"], "manifest")
+    except (OSError, kube_yaml.KubeYAMLError) as exc:
         module.fail_json(msg=f"cannot read the documents: {exc}")
     return []
 
@@ -463,8 +457,8 @@ def main() -> None:
     )
     if not trust.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=trust.CRYPTOGRAPHY_IMPORT_ERROR)
-    if not HAS_YAML:
-        module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
+    if not kube_yaml.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     if module.params["image_builds"] and not module.params["kaniko_image"]:
         module.fail_json(msg="image_builds needs 'kaniko_image' (the kaniko executor in the internal registry)")
     try:

@@ -49,11 +49,14 @@ options:
   documents:
     description:
       - The documents to apply. Exactly one of O(documents) and O(src) is required.
+      - A null value in labels, annotations, Secret C(data)/C(stringData) or ConfigMap C(data)/C(binaryData) is
+        applied as an empty string, which is how Kubernetes reads it.
     type: list
     elements: dict
   src:
     description:
       - Path to a multi-document YAML file on the target host holding the documents.
+      - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: path
   field_manager:
     description:
@@ -138,21 +141,12 @@ pruned:
   sample: ["apps/v1/Deployment/renku/renku-old-service"]
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils import kube, release
-
-try:
-    import yaml
-
-    HAS_YAML = True
-    YAML_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover
-    HAS_YAML = False
-    YAML_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
 
 ARGUMENT_SPEC: dict[str, Any] = {
     **kube.KUBE_AUTH_ARGSPEC,
@@ -169,13 +163,13 @@ ARGUMENT_SPEC: dict[str, Any] = {
 
 
 def _documents(module: AnsibleModule) -> list[dict]:
+    """The documents to apply, read as Kubernetes reads them; empty documents dropped."""
     if module.params["documents"] is not None:
         return module.params["documents"]
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         with open(module.params["src"], encoding="utf-8") as handle:
-            return [d for d in yaml.load_all(handle, Loader=loader) if d]
-    except (OSError, yaml.YAMLError) as exc:
+            return kube_yaml.load_documents(handle, module.params["src"])
+    except (OSError, kube_yaml.KubeYAMLError) as exc:
         module.fail_json(msg=f"src {module.params['src']}: cannot read the documents: {exc}")
     return []
 
@@ -189,8 +183,8 @@ def main() -> None:
     )
     if not kube.HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=kube.KUBERNETES_IMPORT_ERROR)
-    if not HAS_YAML:
-        module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
+    if not kube_yaml.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     documents = _documents(module)
     from kubernetes.dynamic import DynamicClient
 

@@ -388,3 +388,20 @@ def test_image_build_dockerfile_and_kaniko_job():
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert "--destination=reg.internal/site/k8s-hub:4.0.0-ca" in container["args"]
     assert any(m["mountPath"] == "/kaniko/ssl/certs/additional-ca-cert-bundle.crt" for m in container["volumeMounts"])
+
+
+def test_a_selected_ephemeral_container_is_patched_on_a_copy():
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "e"},
+        "spec": {
+            "containers": [{"name": "app", "image": "python:3.12"}],
+            "ephemeralContainers": [{"name": "debug", "image": "busybox:1.36"}],
+        },
+    }
+    before = copy.deepcopy(doc)
+    result = run([doc], selectors=[{"container": "^debug$", "runtimes": ["openssl"]}])
+    debug = result["documents"][0]["spec"]["ephemeralContainers"][0]
+    assert set(env_of(debug)) == {"SSL_CERT_FILE", "CURL_CA_BUNDLE"}
+    assert doc == before

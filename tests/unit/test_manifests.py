@@ -53,3 +53,21 @@ def test_hooks_and_names():
     assert manifests.is_helm_hook(doc)
     assert manifests.document_name(doc) == "Job/n/j"
     assert not manifests.is_helm_hook({"kind": "Job", "metadata": {"name": "j"}})
+
+
+def test_list_and_map_fields_read_null_as_empty_and_store_what_they_return():
+    obj = {"env": None, "annotations": None, "args": ["a"]}
+    env = manifests.list_field(obj, "env")
+    env.append({"name": "X"})
+    manifests.map_field(obj, "annotations")["a"] = "b"
+    manifests.list_field(obj, "volumes").append("v")
+    assert obj == {"env": [{"name": "X"}], "annotations": {"a": "b"}, "args": ["a"], "volumes": ["v"]}
+    assert manifests.list_field(obj, "args") is obj["args"]
+
+
+def test_metadata_readers_never_write():
+    doc = {"kind": "Job", "metadata": None}
+    assert manifests.metadata_of(doc) == {} and manifests.annotations_of(doc) == {}
+    assert manifests.document_name(doc) == "Job/<unnamed>"
+    assert not manifests.is_helm_hook({"kind": "Job", "metadata": {"name": "j", "annotations": None}})
+    assert doc == {"kind": "Job", "metadata": None}

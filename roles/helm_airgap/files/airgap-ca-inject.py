@@ -21,9 +21,8 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
-    import yaml
-
     from ansible_collections.airgap.renku.plugins.module_utils import trust
+    from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
     from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
 
     try:
@@ -53,11 +52,13 @@ def main(argv: list[str]) -> int:
     if config.get("emit_bundle") and config.get("system_bundle"):
         with open(config["system_bundle"], encoding="utf-8") as handle:
             system = handle.read()
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    documents = [d for d in yaml.load_all(sys.stdin, Loader=loader) if d]
+    try:
+        documents = kube_yaml.load_documents(sys.stdin, "the rendered manifests")
+    except kube_yaml.KubeYAMLError as exc:
+        print(f"airgap-ca-inject: {exc}", file=sys.stderr)
+        return 1
     result = trust.inject(documents, cas, system, options)
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    yaml.dump_all(result["bundle"] + result["documents"], sys.stdout, Dumper=dumper, sort_keys=False)
+    kube_yaml.dump_documents(result["bundle"] + result["documents"], sys.stdout, sort_keys=False)
     return 0
 
 
