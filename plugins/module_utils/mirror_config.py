@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError, parse_image
-from ansible_collections.airgap.renku.plugins.module_utils.manifests import containers, pod_specs
+from ansible_collections.airgap.renku.plugins.module_utils.manifests import containers, document_name, pod_specs
 
 
 class LockError(ValueError):
@@ -26,13 +27,16 @@ class LockError(ValueError):
 
 
 def _index(lock: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Every spelling of a mirrored image -> its lock entry: the source and the internal destination,
+    by tag and by digest (a values overlay points a chart at the destination before the render)."""
     index: Dict[str, Dict[str, Any]] = {}
     for entry in (lock or {}).get("images") or []:
         if not entry.get("source") or not entry.get("destination") or not entry.get("digest"):
             raise LockError(f"lock entry {entry!r} needs source, destination and digest")
-        ref = parse_image(entry["source"])
-        index[str(ref)] = entry
-        index[ref.pinned(entry["digest"])] = entry
+        for text in (entry["destination"], entry["source"]):
+            ref = parse_image(text)
+            index[str(ref)] = entry
+            index[ref.pinned(entry["digest"])] = entry
     return index
 
 
@@ -70,8 +74,9 @@ def resolve_image(lock: Dict[str, Any], image: str) -> str:
 def _image_map_ref(node: Dict[str, Any]) -> Optional[str]:
     """The reference a `{registry?, repository|image, tag?, digest?}` map stands for, if it is one."""
     repo = node.get("repository") if isinstance(node.get("repository"), str) else None
-    if repo is None and isinstance(node.get("image"), str) and ("tag" in node or "registry" in node):
-        repo = node["image"]
+    for key in ("image", "name"):  # {image, tag} and Renku's {name, tag}
+        if repo is None and isinstance(node.get(key), str) and ("tag" in node or "registry" in node):
+            repo = node[key]
     if not repo:
         return None
     text = f"{node['registry']}/{repo}" if isinstance(node.get("registry"), str) and node["registry"] else repo
@@ -112,7 +117,7 @@ def _overlay_for(
         if entry is not None:
             used.append(entry["source"])
             host, repo, digest = pinned_destination(entry)
-            key = "repository" if isinstance(node.get("repository"), str) else "image"
+            key = next(k for k in ("repository", "image", "name") if isinstance(node.get(k), str))
             overlay: Dict[str, Any] = {key: repo if "registry" in node else f"{host}/{repo}", "digest": digest}
             if "registry" in node:
                 overlay["registry"] = host
@@ -156,26 +161,68 @@ def values_overlay(values: Dict[str, Any], lock: Dict[str, Any]) -> Tuple[Dict[s
 
 
 def rewrite_documents(documents: List[Any], lock: Dict[str, Any], strict: bool = True) -> List[Any]:
-    """Copies of `documents` with every container image replaced by its pinned internal reference."""
+    """Copies of `documents` with every image pinned to its internal reference by digest.
+
+    Container images of every pod spec, and Secret/ConfigMap values that are image references of the
+    lock (Renku names the images its sessions run in the notebooks Secret). With `strict`, a container
+    image that is not in the lock stops the rewrite with its name and where it is used.
+    """
     index = _index(lock)
     out = []
-    missing = []
+    missing: Dict[str, List[str]] = {}
     for doc in documents:
         doc = copy.deepcopy(doc)
-        for ref in pod_specs(doc) if isinstance(doc, dict) else []:
-            for _list, container in containers(ref.spec):
-                image = container.get("image")
-                if not isinstance(image, str):
-                    continue
-                entry = lookup(index, image)
-                if entry is None:
-                    missing.append(image)
-                else:
-                    container["image"] = pinned_reference(entry)
+        if isinstance(doc, dict):
+            _pin_containers(doc, index, missing)
+            _pin_config_values(doc, index)
         out.append(doc)
     if strict and missing:
-        raise LockError(f"images not in the mirror lock file: {', '.join(sorted(set(missing)))}")
+        listed = "; ".join(f"{image} (used by {', '.join(places)})" for image, places in sorted(missing.items()))
+        raise LockError(f"images not in the mirror lock file: {listed}; add them to the mirror stage and rerun it")
     return out
+
+
+def _pin_containers(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]], missing: Dict[str, List[str]]) -> None:
+    for ref in pod_specs(doc):
+        for _list, container in containers(ref.spec):
+            image = container.get("image")
+            if not isinstance(image, str):
+                continue
+            entry = lookup(index, image)
+            if entry is None:
+                missing.setdefault(image, []).append(f"{document_name(doc)} container {container.get('name', '?')}")
+            else:
+                container["image"] = pinned_reference(entry)
+
+
+def _pin_config_values(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]]) -> None:
+    """Whole values of a ConfigMap's `data` or a Secret's `stringData`/`data` that name a mirrored image."""
+    kind = doc.get("kind")
+    fields = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}.get(str(kind), ())
+    for name in fields:
+        values = doc.get(name)
+        if not isinstance(values, dict):
+            continue
+        encoded = kind == "Secret" and name == "data"
+        for key, value in values.items():
+            text = (_decoded(value) if encoded else value) or ""
+            text = text.strip() if isinstance(text, str) else ""
+            # the lock decides what is an image; a tag or digest must be written out (no implicit latest)
+            if not text or len(text) > 512 or any(c.isspace() for c in text) or not re.search(r"[:@][^/]*$", text):
+                continue
+            entry = lookup(index, text)
+            if entry is not None:
+                pinned = pinned_reference(entry)
+                values[key] = base64.b64encode(pinned.encode()).decode() if encoded else pinned
+
+
+def _decoded(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -157,3 +157,61 @@ def test_oci_version(version, expected):
 def test_oci_version_rejects_non_semver(version):
     with pytest.raises(ChartMirrorError, match="not semantic"):
         oci_version(version)
+
+
+def test_values_overlay_handles_renku_name_tag_maps():
+    values = {"notebooks": {"gitRpcServer": {"image": {"name": "busybox", "tag": "1.36"}}}}
+    overlay, used = values_overlay(values, LOCK)
+    image = overlay["notebooks"]["gitRpcServer"]["image"]
+    assert image["name"] == "reg.site:5000/mirror/docker.io/library/busybox"
+    assert image["digest"] == D1
+    assert used == ["docker.io/library/busybox:1.36"]
+
+
+def test_rewrite_accepts_the_internal_names_an_overlay_gave_and_pins_them():
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "ui"},
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "c", "image": "reg.site:5000/mirror/docker.io/library/busybox:1.36"}]}
+            }
+        },
+    }
+    (out,) = rewrite_documents([doc], LOCK)
+    assert out["spec"]["template"]["spec"]["containers"][0]["image"] == BUSYBOX
+
+
+def test_rewrite_pins_image_names_in_secret_and_configmap_values():
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "renku-notebooks"},
+        "stringData": {
+            "NB_SESSIONS__GIT_RPC_SERVER__IMAGE": "busybox:1.36",
+            "NB_SESSIONS__OIDC__CLIENT_ID": "renku",
+            "NB_SESSIONS__GIT_CLONE__SENTRY__DSN": None,
+        },
+        "data": {"IMAGE": base64.b64encode(b"quay.io/oauth2-proxy/oauth2-proxy:v7.6.0").decode(), "BIN": "////"},
+    }
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"image": " busybox:1.36\n"}}
+    out_secret, out_config = rewrite_documents([secret, config], LOCK)
+    assert out_secret["stringData"]["NB_SESSIONS__GIT_RPC_SERVER__IMAGE"] == BUSYBOX
+    assert out_secret["stringData"]["NB_SESSIONS__OIDC__CLIENT_ID"] == "renku"
+    assert out_secret["stringData"]["NB_SESSIONS__GIT_CLONE__SENTRY__DSN"] is None
+    assert base64.b64decode(out_secret["data"]["IMAGE"]).decode() == OAUTH
+    assert out_secret["data"]["BIN"] == "////"
+    assert out_config["data"]["image"] == BUSYBOX
+    assert secret["stringData"]["NB_SESSIONS__GIT_RPC_SERVER__IMAGE"] == "busybox:1.36"  # input untouched
+
+
+def test_rewrite_error_names_the_image_and_its_workloads():
+    doc = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "setup", "namespace": "renku"},
+        "spec": {"template": {"spec": {"containers": [{"name": "init", "image": "renku/init-db:2.19.3"}]}}},
+    }
+    with pytest.raises(LockError, match=r"renku/init-db:2.19.3 \(used by Job/renku/setup container init\)"):
+        rewrite_documents([doc], LOCK)

@@ -1,0 +1,28 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""{{ rendered.stdout | airgap.renku.k8s_documents }}: manifests read through the collection's one loader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, load_documents
+
+
+def k8s_documents(text: str) -> list[Any]:
+    """The documents of a multi-document YAML text; empty documents dropped."""
+    if not isinstance(text, str):
+        raise AnsibleFilterError(f"k8s_documents: expected YAML text, got {type(text).__name__}")
+    try:
+        return load_documents(text)
+    except KubeYAMLError as exc:
+        raise AnsibleFilterError(f"k8s_documents: {exc}") from exc
+
+
+class FilterModule:
+    """Manifest filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"k8s_documents": k8s_documents}
