@@ -10,6 +10,7 @@ the manifest exists, so a random string shaped like `a/b:c` is not mirrored.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import tempfile
@@ -109,6 +110,27 @@ def scan_document(
         for path, value in _values_at(doc, keys, ""):
             if isinstance(value, str) and value:
                 found.add(value, f"{name} {path}")
+    _scan_config_values(doc, name, found)
+
+
+def _scan_config_values(doc: Dict[str, Any], name: str, found: Discovered) -> None:
+    """Image names a ConfigMap or Secret hands to a workload (Renku's notebooks Secret names the images of every
+    user session, read by the data-service through `envFrom`); candidates, like env values."""
+    kind = doc.get("kind")
+    fields = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}.get(str(kind), ())
+    for field_name in fields:
+        values = doc.get(field_name)
+        for key, value in values.items() if isinstance(values, dict) else []:
+            text = _secret_text(value) if kind == "Secret" and field_name == "data" else value
+            if isinstance(text, str) and looks_like_image(text):
+                found.add(text.strip(), f"{name} {field_name}.{key}", candidate=True)
+
+
+def _secret_text(value: Any) -> Optional[str]:
+    try:
+        return base64.b64decode(str(value), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _scan_env_and_args(container: Dict[str, Any], where: str, found: Discovered) -> None:

@@ -32,6 +32,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
     map_field,
     metadata_of,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.platform.generated import stabilise
 
 RELEASE_LABEL = "airgap.renku/release"
 ALWAYS_APPLY_ANNOTATION = "airgap.renku/always-apply"
@@ -472,13 +473,16 @@ class ReleaseApplier:
         live = self.get(self.resource("v1", "ConfigMap"), self.record_name(), self.namespace)
         return (live or {}).get("data") if live else None
 
-    def write_record(self, digest: str, inventory: list[str]) -> None:
+    def write_record(self, digest: str, inventory: list[str], names: dict[str, str] | None = None) -> None:
+        data = {"release": self.release, "digest": digest, "inventory": json.dumps(sorted(inventory))}
+        if names:
+            data["generated_names"] = json.dumps(names, sort_keys=True)
         self.apply(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": self.record_name(), "namespace": self.namespace},
-                "data": {"release": self.release, "digest": digest, "inventory": json.dumps(sorted(inventory))},
+                "data": data,
             }
         )
 
@@ -501,10 +505,25 @@ class ReleaseApplier:
 
     # -- the whole release -------------------------------------------------------------------------
 
-    def run(self, documents: list[dict]) -> Outcome:
+    def live_of(self, document: dict) -> dict | None:
+        """The live object a document stands for, or None (also when its kind is not served yet)."""
+        if self.namespace in self._missing_namespaces:
+            return None
+        try:
+            resource, body = self.prepare(document)
+        except ReleaseError:
+            return None
+        return self.get(resource, body["metadata"]["name"], body["metadata"].get("namespace"))
+
+    def run(self, documents: list[dict], generated: list[dict] | None = None) -> Outcome:
         documents = [d for d in documents if isinstance(d, dict) and d]
-        regular, hooks = split_hooks(documents)
         record = self.read_record()
+        names: dict[str, str] = {}
+        if generated:
+            # random names and values the chart generates keep what the running release has
+            kept = json.loads((record or {}).get("generated_names") or "{}")
+            documents, names = stabilise(documents, generated, kept, self.namespace, self.live_of)
+        regular, hooks = split_hooks(documents)
         phase = "upgrade" if record else "install"
         self.outcome.phase = phase
         digest = release_digest(documents)
@@ -528,5 +547,5 @@ class ReleaseApplier:
         if record and self.prune_enabled:
             self.prune(json.loads(record.get("inventory") or "[]"), inventory)
         if not self.check:
-            self.write_record(digest, inventory)
+            self.write_record(digest, inventory, names)
         return self.outcome

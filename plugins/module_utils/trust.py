@@ -355,19 +355,38 @@ def _name(item: Any) -> str:
 
 
 def _set_env(container: dict, name: str, value: str, overwrite: bool) -> str:
-    """Set one variable; returns 'set', 'unchanged' or 'kept' (an existing value that is not ours)."""
+    """Set one variable; returns 'set', 'unchanged', 'kept' (an existing value that is not ours) or 'replaced'.
+
+    A chart's own value is kept when it may hold the CA: it comes from elsewhere (`valueFrom`) or names a file
+    on a volume the chart mounts (Renku's `/etc/ssl/certs`, which its init container fills with the custom CAs).
+    A path into the image's own file system cannot hold a private CA, so it is replaced by ours.
+    """
     env = list_field(container, "env")
     for item in env:
         if item and item.get("name") == name:  # a null item is skipped
             if item.get("value") == value and "valueFrom" not in item:
                 return "unchanged"
+            outcome = "set"
             if not overwrite:
-                return "kept"
+                if "valueFrom" in item or not _names_image_file(container, item.get("value")):
+                    return "kept"
+                outcome = "replaced"
             item.pop("valueFrom", None)
             item["value"] = value
-            return "set"
+            return outcome
     env.append({"name": name, "value": value})
     return "set"
+
+
+def _names_image_file(container: dict, value: Any) -> bool:
+    """Whether `value` is an absolute path that no volume mount of the container provides."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return False
+    for mount in container.get("volumeMounts") or []:
+        path = str((mount or {}).get("mountPath") or "").rstrip("/")
+        if path and (value == path or value.startswith(path + "/")):
+            return False
+    return True
 
 
 def _ensure_mount(container: dict, name: str, path: str, read_only: bool = True) -> bool:
@@ -450,7 +469,13 @@ def _ensure_init_first(spec: dict, init: dict) -> bool:
 
 def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectOptions) -> dict[str, Any]:
     """Env and mounts for one container; returns its report entry."""
-    entry: dict[str, Any] = {"name": _name(container), "runtimes": list(runtimes), "set": [], "kept": []}
+    entry: dict[str, Any] = {
+        "name": _name(container),
+        "runtimes": list(runtimes),
+        "set": [],
+        "kept": [],
+        "replaced": [],
+    }
     changed = _ensure_mount(container, BUNDLE_VOLUME, options.mount_dir)
     done: set[str] = set()
     for runtime in runtimes:
@@ -459,11 +484,13 @@ def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectO
                 continue
             done.add(variable)
             outcome = _set_env(container, variable, f"{options.mount_dir}/{key}", options.overwrite)
-            changed |= outcome == "set"
+            changed |= outcome in ("set", "replaced")
             if outcome == "kept":
                 entry["kept"].append(variable)
             else:
                 entry["set"].append(variable)
+            if outcome == "replaced":
+                entry["replaced"].append(variable)
     if "java" in runtimes:
         changed |= _patch_java_env(container, options, entry)
     entry["changed"] = changed

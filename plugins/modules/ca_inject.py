@@ -20,7 +20,9 @@ description:
     ReplicaSet, Job, CronJob, Helm hooks, and the CRD paths in O(pod_spec_paths)), init containers and
     containers, per runtime. Java gets an init container that copies the image's own C(cacerts), imports
     the CAs with C(keytool) into an emptyDir, and C(JAVA_TOOL_OPTIONS) pointing at it, so no image is rebuilt.
-  - Existing variables are kept unless O(overwrite=true). Running the module on its own output returns the
+  - Existing variables are kept unless O(overwrite=true), except a literal path no volume of the container
+    provides (a file of the image, which cannot hold the private CA): that one is replaced and reported under
+    C(replaced). Running the module on its own output returns the
     same documents.
   - For images where none of that works, O(image_builds) returns a Dockerfile running C(update-ca-certificates)
     and the kaniko Job that builds it.
@@ -152,7 +154,8 @@ options:
         default: false
   overwrite:
     description:
-      - Replace variables a container already sets. By default an existing value is kept and reported.
+      - Replace variables a container already sets. By default an existing value is kept and reported, unless it
+        names a file of the image itself (no volume mount provides it), which is replaced.
     type: bool
     default: false
   pod_spec_paths:
@@ -267,7 +270,9 @@ bundle:
   elements: dict
   sample: [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "airgap-ca-bundle", "namespace": "renku"}}]
 report:
-  description: Per pod template, what each container received (C(set)) and which existing values were kept.
+  description:
+    - Per pod template, what each container received (C(set)), which existing values were kept (C(kept)) and which
+      existing values naming a file of the image were replaced (C(replaced), also listed in C(set)).
   returned: always
   type: list
   elements: dict
@@ -279,7 +284,7 @@ report:
       hook: pre-install
       changed: true
       containers:
-        - {name: init, list: containers, runtimes: [python], set: [REQUESTS_CA_BUNDLE], kept: []}
+        - {name: init, list: containers, runtimes: [python], set: [REQUESTS_CA_BUNDLE], kept: [], replaced: []}
 cas:
   description: The accepted CAs.
   returned: always

@@ -84,6 +84,17 @@ options:
       - Seconds to wait for each hook (and for a deleted hook to disappear).
     type: int
     default: 300
+  generated_fields:
+    description:
+      - Fields the chart generates at random, as the C(airgap.renku.generated_fields) filter finds them by comparing
+        two renders with the same values; each item names one document (C(kind), C(namespace), C(name)) and lists
+        C(paths) and, when its name is random, a C(name_pattern).
+      - A random name is replaced by the name the release already uses (kept in the release record), and every other
+        random field by the value the live object has, so a rerun with unchanged values changes nothing (Renku's setup
+        Jobs are named C(<release>-init-...-<random>) and its UI pod template carries a random annotation).
+    type: list
+    elements: dict
+    default: []
 """
 
 EXAMPLES = r"""
@@ -159,6 +170,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "prune": {"type": "bool", "default": True},
     "wait_hooks": {"type": "bool", "default": True},
     "hook_timeout": {"type": "int", "default": 300},
+    "generated_fields": {"type": "list", "elements": "dict", "default": []},
 }
 
 
@@ -207,7 +219,7 @@ def main() -> None:
         prune=module.params["prune"],
     )
     try:
-        outcome = applier.run(documents)
+        outcome = applier.run(documents, module.params["generated_fields"])
     except release.ReleaseError as exc:
         module.fail_json(msg=str(exc), **applier.outcome.as_dict())
     result: dict[str, Any] = outcome.as_dict()

@@ -70,8 +70,11 @@ def workloads() -> list[dict]:
                                 "name": "api",
                                 "image": "python:3.12-slim",
                                 "env": [{"name": "REQUESTS_CA_BUNDLE", "value": "/custom/ca.pem"}],
+                                # the chart supplies that file itself
+                                "volumeMounts": [{"name": "custom-ca", "mountPath": "/custom"}],
                             }
                         ],
+                        "volumes": [{"name": "custom-ca", "secret": {"secretName": "site-ca"}}],
                     }
                 }
             },
@@ -281,6 +284,45 @@ def test_init_containers_are_patched_and_existing_values_kept():
     entry = next(e for e in result["report"] if e["workload"] == "Deployment/api")
     api = next(c for c in entry["containers"] if c["name"] == "api")
     assert api["kept"] == ["REQUESTS_CA_BUNDLE"]
+
+
+def test_a_variable_naming_a_file_of_the_image_is_replaced():
+    """Renku sets REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt; without its /etc/ssl/certs volume that
+    file is the image's own bundle, which cannot hold the private CA."""
+    container = {
+        "name": "worker",
+        "image": "renku/init-db:2.19.3",
+        "env": [
+            {"name": "REQUESTS_CA_BUNDLE", "value": "/etc/ssl/certs/ca-certificates.crt"},
+            {"name": "SSL_CERT_FILE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ],
+    }
+    mounted = {
+        **container,
+        "name": "served",
+        "volumeMounts": [{"name": "etc-ssl-certs", "mountPath": "/etc/ssl/certs/"}],
+    }
+    doc = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "setup"},
+        "spec": {
+            "template": {
+                "spec": {"containers": [container, mounted], "volumes": [{"name": "etc-ssl-certs", "emptyDir": {}}]}
+            }
+        },
+    }
+    result = run([doc])
+    worker, served = result["documents"][0]["spec"]["template"]["spec"]["containers"]
+    assert env_of(worker)["REQUESTS_CA_BUNDLE"] == "/etc/airgap-ca/ca-bundle.crt"
+    assert env_of(served)["REQUESTS_CA_BUNDLE"] == "/etc/ssl/certs/ca-certificates.crt"
+    (entry,) = result["report"]
+    by_name = {c["name"]: c for c in entry["containers"]}
+    assert by_name["worker"]["replaced"] == ["REQUESTS_CA_BUNDLE"]
+    assert "SSL_CERT_FILE" in by_name["worker"]["kept"]  # valueFrom: the chart decides
+    assert by_name["served"]["replaced"] == [] and "REQUESTS_CA_BUNDLE" in by_name["served"]["kept"]
+    again = run(result["documents"])
+    assert again["modified"] is False
 
 
 def test_overwrite_replaces_existing_values():

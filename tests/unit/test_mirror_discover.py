@@ -50,7 +50,8 @@ DOCS = [
         "metadata": {"name": "w"},
         "spec": {"podTemplate": {"spec": {"containers": [{"name": "w", "image": "alpine:3.20"}]}}},
     },
-    {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"image": "not/scanned:1"}},
+    # a ConfigMap value shaped like an image is a candidate too (the registry decides)
+    {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"image": "not/an-image:1", "port": "8080"}},
 ]
 
 
@@ -90,11 +91,12 @@ def test_env_and_args_are_candidates_until_confirmed():
         "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
         "docker.io/abc/def:ghi",
         "ghcr.io/org/sidecar:1.0",
+        "docker.io/not/an-image:1",
     }
     existing = {"quay.io/oauth2-proxy/oauth2-proxy:v7.6.0", "ghcr.io/org/sidecar:1.0"}
     confirm_candidates(found, lambda ref: ref in existing, parallel=2)
     assert existing <= set(found.images)
-    assert set(found.rejected) == {"docker.io/abc/def:ghi"}
+    assert set(found.rejected) == {"docker.io/abc/def:ghi", "docker.io/not/an-image:1"}
     assert not found.candidates
 
 
@@ -114,3 +116,41 @@ def test_value_sets():
         (["a.yaml", "b.yaml"], {}),
         ([], {"x": 1}),
     ]
+
+
+def test_images_named_in_secret_and_configmap_values_are_candidates():
+    import base64
+
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "renku-notebooks"},
+            "stringData": {
+                "NB_SESSIONS__GIT_RPC_SERVER__IMAGE": "renku/git-rpc-server:1.31.1",
+                "NB_SESSIONS__DEFAULT_IMAGE": "renku/renkulab-py:3.9-0.18.0",
+                "NB_SESSIONS__GIT_CLONE__SENTRY__DSN": None,
+                "NB_K8S__RENKU_NAMESPACE": "renku",
+            },
+            "data": {"X": base64.b64encode(b"ghcr.io/org/tool:2").decode(), "BIN": "////"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c"},
+            "data": {"img": "quay.io/a/b:1", "n": None},
+        },
+    ]
+    found = Discovered()
+    scan_documents(docs, found, [], [])
+    assert set(found.candidates) == {
+        "docker.io/renku/git-rpc-server:1.31.1",
+        "docker.io/renku/renkulab-py:3.9-0.18.0",
+        "ghcr.io/org/tool:2",
+        "quay.io/a/b:1",
+    }
+    assert found.candidates["docker.io/renku/git-rpc-server:1.31.1"] == [
+        "Secret/renku-notebooks stringData.NB_SESSIONS__GIT_RPC_SERVER__IMAGE"
+    ]
+    confirm_candidates(found, lambda ref: ref != "quay.io/a/b:1")
+    assert "docker.io/renku/renkulab-py:3.9-0.18.0" in found.images and "quay.io/a/b:1" in found.rejected
