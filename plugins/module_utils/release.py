@@ -222,6 +222,13 @@ def _fill_string_map(obj: dict, key: str) -> None:
         obj[key] = {k: "" if v is None else v for k, v in obj[key].items()}
 
 
+def apply_body(document: dict) -> bytes:
+    """The apply request body, serialised here: the client's own JSON escapes characters outside the BMP as
+    surrogate pairs (an emoji in Renku's UI messages becomes `\\ud83d\\udc38`), which the API server's YAML
+    decoder refuses ("invalid Unicode character escape code"); UTF-8 as it is is valid YAML and JSON."""
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
 def _always_apply(document: dict) -> bool:
     return annotations_of(document).get(ALWAYS_APPLY_ANNOTATION) == "true"
 
@@ -354,7 +361,7 @@ class ReleaseApplier:
         try:
             after = self.dyn.server_side_apply(
                 resource,
-                body=body,
+                body=apply_body(body),
                 name=name,
                 namespace=namespace,
                 field_manager=self.field_manager,
