@@ -37,6 +37,10 @@ PKI = STATE / "pki"
 RUN = STATE / "run"
 LOG = STATE / "log"
 CONNECTION_VARS = ROOT / "inventories" / "lab" / "group_vars" / "all" / "lab_connection.yml"
+# Read-only reference data (upstream API specs, the chart packages of a Renku install): `shared/reference`
+# beside the repository (CI clones put `shared/` beside the clone), or $AIRGAP_REFERENCE_DIR.
+REFERENCE = Path(os.environ.get("AIRGAP_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
+REFERENCE_CHARTS = REFERENCE / "charts"
 
 LOOPBACK = "127.0.0.1"
 CLUSTERS = {

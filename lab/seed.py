@@ -1,9 +1,13 @@
 """Seed the lab's "upstream" registry with small generated images and OCI Helm charts.
 
-Upstream plays docker.io, quay.io, ghcr.io and gcr.io at once: an image `quay.io/keycloak/keycloak:26.0.7`
-lives at `<upstream>/quay.io/keycloak/keycloak:26.0.7`. Content is generated deterministically
-(fixed mtimes, gzip without timestamps), so digests are the same on every machine and every run, and
-seeding is idempotent: what is already there is not pushed again.
+Upstream plays docker.io, quay.io, ghcr.io, gcr.io (and every other registry a chart names) at once: an
+image `quay.io/keycloak/keycloak:26.0.7` lives at `<upstream>/quay.io/keycloak/keycloak:26.0.7`. Content is
+generated deterministically (fixed mtimes, gzip without timestamps), so digests are the same on every
+machine and every run, and seeding is idempotent: what is already there is not pushed again.
+
+Images: IMAGES below, plus every image the charts of a Renku 2.19.3 install run (lab/upstream-images.yaml).
+Charts: the generated `hello` chart at `oci://<upstream>/charts/hello`, and the real Bitnami packages from
+shared/reference/charts where Bitnami and Renku publish them (REFERENCE_OCI_CHARTS), pushed with helm.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import labcore
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -68,6 +77,33 @@ IMAGES: tuple[ImageSpec, ...] = (
 )
 
 
+UPSTREAM_IMAGES_FILE = Path(__file__).resolve().parent / "upstream-images.yaml"
+
+
+def load_image_list(path: Path = UPSTREAM_IMAGES_FILE) -> tuple[ImageSpec, ...]:
+    """The images of the Renku install's charts: `images: [{ref, platforms, docker_format?, base?}]`."""
+    specs = []
+    for entry in yaml.safe_load(path.read_text())["images"]:
+        unknown = set(entry) - {"ref", "platforms", "docker_format", "base"}
+        if unknown or ":" not in entry["ref"].rpartition("/")[2]:
+            raise ValueError(f"{path.name}: bad entry {entry}")
+        specs.append(
+            ImageSpec(
+                entry["ref"],
+                tuple(entry.get("platforms") or ("linux/amd64",)),
+                entry.get("base", "debian-lab-12"),
+                bool(entry.get("docker_format", False)),
+            )
+        )
+    refs = [spec.ref for spec in (*IMAGES, *specs)]
+    if len(refs) != len(set(refs)):
+        raise ValueError(f"{path.name}: an image is listed twice: {sorted({r for r in refs if refs.count(r) > 1})}")
+    return tuple(specs)
+
+
+UPSTREAM_IMAGES: tuple[ImageSpec, ...] = load_image_list()
+
+
 @dataclass(frozen=True)
 class ChartSpec:
     name: str
@@ -76,11 +112,25 @@ class ChartSpec:
     kinds: tuple[str, ...] = ("Deployment",)
 
 
-CHARTS: tuple[ChartSpec, ...] = (
-    ChartSpec("amalthea-sessions", "0.30.2", ("ghcr.io/swissdatasciencecenter/amalthea-sessions:0.30.2",)),
-    ChartSpec("csi-rclone", "0.6.0", ("ghcr.io/swissdatasciencecenter/csi-rclone:0.6.0",), ("DaemonSet",)),
-    ChartSpec("hello", "0.1.0", ("docker.io/library/busybox:1.36",)),
-)
+# generated charts at oci://<upstream>/charts/<name> (the real Renku charts come from the lab's classic
+# chart repository, lab/components/chartrepo.py)
+CHARTS: tuple[ChartSpec, ...] = (ChartSpec("hello", "0.1.0", ("docker.io/library/busybox:1.36",)),)
+
+# real packages from shared/reference/charts, pushed as they are to oci://<upstream>/<path>: where Bitnami
+# publishes them (registry-1.docker.io/bitnamicharts, played by docker.io/bitnamicharts) and the mirror
+# renku 2.19.3's dependencies name (oci://harbor.renkulab.io/bitnami-mirror)
+REFERENCE_OCI_CHARTS: dict[str, tuple[str, ...]] = {
+    "docker.io/bitnamicharts": (
+        "postgresql-14.2.4.tgz",
+        "redis-20.3.0.tgz",
+        "solr-8.9.2.tgz",
+        "zookeeper-12.10.1.tgz",
+        "common-2.16.1.tgz",
+        "common-2.27.0.tgz",
+        "common-2.31.10.tgz",
+    ),
+    "harbor.renkulab.io/bitnami-mirror": ("postgresql-14.2.4.tgz", "redis-20.3.0.tgz", "solr-8.9.2.tgz"),
+}
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -247,6 +297,41 @@ def push_chart(reg: Registry, spec: ChartSpec, env: dict[str, str], upstream: st
     return True
 
 
+def package_name_version(package: Path) -> tuple[str, str]:
+    """Name and version from a chart package's top-level Chart.yaml."""
+    with tarfile.open(package, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/Chart.yaml"):
+                meta = yaml.safe_load(tar.extractfile(member).read())  # type: ignore[union-attr]
+                return str(meta["name"]), str(meta["version"])
+    raise ValueError(f"{package}: no Chart.yaml")
+
+
+def push_reference_chart(reg: Registry, package: Path, path: str, env: dict[str, str], upstream: str) -> bool:
+    """`helm push` a real package to oci://<upstream>/<path>/<name>:<version>, unless it is there already."""
+    name, version = package_name_version(package)
+    if reg.has_manifest(f"{path}/{name}", version.replace("+", "_")):
+        return False
+    helm_env = {**os.environ, **helm_home(Path(env["LAB_STATE"]))}
+    subprocess.run(
+        [env["HELM"], "push", str(package), f"oci://{upstream}/{path}", "--ca-file", env["LAB_CA"]],
+        check=True,
+        capture_output=True,
+        env=helm_env,
+    )
+    return True
+
+
+def reference_package(name: str) -> Path:
+    path = labcore.REFERENCE_CHARTS / name
+    if not path.is_file():
+        raise SystemExit(
+            f"seed: {path} is missing; the chart packages are expected in shared/reference/charts beside the "
+            "repository (or $AIRGAP_REFERENCE_DIR/charts)"
+        )
+    return path
+
+
 def helm_home(state: Path) -> dict[str, str]:
     """Keep the lab's Helm cache and registry config inside the lab state, away from the user's."""
     home = state / "helm"
@@ -261,6 +346,11 @@ def helm_home(state: Path) -> dict[str, str]:
 def seed_upstream(env: dict[str, str]) -> dict[str, int]:
     upstream = env["REGISTRY_UPSTREAM"]
     reg = Registry(upstream, env["LAB_CA"])
-    images = sum(push_image(reg, spec) for spec in IMAGES)
+    images = sum(push_image(reg, spec) for spec in (*IMAGES, *UPSTREAM_IMAGES))
     charts = sum(push_chart(reg, spec, env, upstream) for spec in CHARTS)
+    charts += sum(
+        push_reference_chart(reg, reference_package(name), path, env, upstream)
+        for path, names in REFERENCE_OCI_CHARTS.items()
+        for name in names
+    )
     return {"images_pushed": images, "charts_pushed": charts}

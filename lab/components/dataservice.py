@@ -42,8 +42,9 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def spec_path() -> Path:
-    """The shared reference directory beside the repository (`<repo>/../shared/reference`)."""
-    return labcore.ROOT.parent / "shared" / "reference" / SPEC_NAME
+    """The shared reference directory beside the repository (`<repo>/../shared/reference`, or
+    $AIRGAP_REFERENCE_DIR)."""
+    return labcore.REFERENCE / SPEC_NAME
 
 
 def load_spec() -> dict[str, Any]:
