@@ -160,21 +160,29 @@ def values_overlay(values: Dict[str, Any], lock: Dict[str, Any]) -> Tuple[Dict[s
 # rendered manifests
 
 
-def rewrite_documents(documents: List[Any], lock: Dict[str, Any], strict: bool = True) -> List[Any]:
+def rewrite_documents(
+    documents: List[Any],
+    lock: Dict[str, Any],
+    strict: bool = True,
+    extra_paths: Optional[Dict[str, List[Tuple[str, ...]]]] = None,
+    pinned: Optional[Dict[str, str]] = None,
+) -> List[Any]:
     """Copies of `documents` with every image pinned to its internal reference by digest.
 
     Container images of every pod spec, and Secret/ConfigMap values that are image references of the
     lock (Renku names the images its sessions run in the notebooks Secret). With `strict`, a container
-    image that is not in the lock stops the rewrite with its name and where it is used.
+    image that is not in the lock stops the rewrite with its name and where it is used. `pinned`, when
+    given, collects each reference rewritten and what it became.
     """
     index = _index(lock)
     out = []
     missing: Dict[str, List[str]] = {}
+    seen: Dict[str, str] = {} if pinned is None else pinned
     for doc in documents:
         doc = copy.deepcopy(doc)
         if isinstance(doc, dict):
-            _pin_containers(doc, index, missing)
-            _pin_config_values(doc, index)
+            _pin_containers(doc, index, missing, seen, extra_paths)
+            _pin_config_values(doc, index, seen)
         out.append(doc)
     if strict and missing:
         listed = "; ".join(f"{image} (used by {', '.join(places)})" for image, places in sorted(missing.items()))
@@ -182,8 +190,33 @@ def rewrite_documents(documents: List[Any], lock: Dict[str, Any], strict: bool =
     return out
 
 
-def _pin_containers(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]], missing: Dict[str, List[str]]) -> None:
-    for ref in pod_specs(doc):
+def pin_manifest(text: str, lock_text: str, pod_spec_paths: List[str], strict: bool = True) -> Dict[str, Any]:
+    """`rewrite_documents` over multi-document YAML text; what the `image_pin` module returns."""
+    from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import (
+        dump_documents,
+        load_documents,
+        load_one,
+    )
+    from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
+
+    extra: Dict[str, List[Tuple[str, ...]]] = {}
+    for expression in pod_spec_paths:
+        kind, keys = parse_crd_path(expression)
+        extra.setdefault(kind, []).append(keys)
+    documents = load_documents(text)
+    pinned: Dict[str, str] = {}
+    out = rewrite_documents(documents, load_one(lock_text) or {}, strict, extra, pinned)
+    return {"manifest": dump_documents(out, sort_keys=False) or "", "pinned": pinned, "documents": len(out)}
+
+
+def _pin_containers(
+    doc: Dict[str, Any],
+    index: Dict[str, Dict[str, Any]],
+    missing: Dict[str, List[str]],
+    pinned: Dict[str, str],
+    extra_paths: Optional[Dict[str, List[Tuple[str, ...]]]] = None,
+) -> None:
+    for ref in pod_specs(doc, extra_paths):
         for _list, container in containers(ref.spec):
             image = container.get("image")
             if not isinstance(image, str):
@@ -192,10 +225,10 @@ def _pin_containers(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]], missi
             if entry is None:
                 missing.setdefault(image, []).append(f"{document_name(doc)} container {container.get('name', '?')}")
             else:
-                container["image"] = pinned_reference(entry)
+                container["image"] = pinned[image] = pinned_reference(entry)
 
 
-def _pin_config_values(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]]) -> None:
+def _pin_config_values(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]], pinned: Dict[str, str]) -> None:
     """Whole values of a ConfigMap's `data` or a Secret's `stringData`/`data` that name a mirrored image."""
     kind = doc.get("kind")
     fields = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}.get(str(kind), ())
@@ -212,8 +245,8 @@ def _pin_config_values(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]]) ->
                 continue
             entry = lookup(index, text)
             if entry is not None:
-                pinned = pinned_reference(entry)
-                values[key] = base64.b64encode(pinned.encode()).decode() if encoded else pinned
+                reference = pinned[text] = pinned_reference(entry)
+                values[key] = base64.b64encode(reference.encode()).decode() if encoded else reference
 
 
 def _decoded(value: Any) -> Optional[str]:
