@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""ca_inject and image discovery on the real Renku 2.19.3 chart, side by side with `helm template` in one run.
+
+    ca_inject_real_renku_vs_helm_template   CA transform time / `helm template` time, same chart, same values
+                                            (target <= 0.10)
+    discover_real_renku_ms                  image discovery over the documents of the render, in milliseconds
+    discover_real_renku_images              distinct images + candidates that discovery found
+
+The chart is the package of a Renku 2.19.3 install in the lab's reference data
+(`<repo>/../shared/reference/charts/renku-2.19.3.tgz`, or $AIRGAP_REFERENCE_DIR/charts), rendered by the
+lab's helm with the values the lab deploys with:
+
+    helm template renku renku-2.19.3.tgz --namespace renku --include-crds
+        --set global.renku.domain=renku.lab.internal --set 'global.certificates.customCAs[0].secret=renku-custom-ca'
+
+"CA transform" is what the `ca_inject` module does with `manifest:` (Helm's standard output): read the text as
+Kubernetes reads YAML (`kube_yaml.load_documents`), validate the CA (`trust.validate_cas`), patch every pod
+template and emit the bundle objects (`trust.inject`) with the system roots of `trust.default_system_bundle()`.
+The CA is the lab CA (.lab/pki/ca.crt), or a throwaway CA generated here when the lab has none. `helm template`
+time is the wall time of the process. The two alternate (transform, helm, transform, helm ...) for ROUNDS rounds
+and the medians are compared, so drift in the machine's speed lands on both alike; the parse's share of the
+transform is printed on its own line.
+
+Discovery is `mirror_discover.scan_documents` over the parsed documents of the same render (the Kubernetes
+reading and `helm template` are not counted: both are timed above), with the lab inventory's `image_fields`;
+the median of DISCOVER_RUNS runs, each into a fresh result.
+Exits non-zero when the chart package or helm is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "build" / "collections"))
+sys.path.insert(0, str(ROOT / "lab"))
+
+import labcore  # noqa: E402
+
+from ansible_collections.airgap.renku.plugins.module_utils import mirror_discover, trust  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml  # noqa: E402
+
+CHART = labcore.REFERENCE_CHARTS / "renku-2.19.3.tgz"
+VALUES = ["global.renku.domain=renku.lab.internal", "global.certificates.customCAs[0].secret=renku-custom-ca"]
+IMAGE_FIELDS = ["AmaltheaSession:spec.session.image"]  # inventories/lab/group_vars/all/mirror.yml
+ROUNDS = 15
+DISCOVER_RUNS = 51
+
+
+def helm_binary() -> str:
+    helm = os.environ.get("HELM") or str(labcore.BIN / "helm")
+    if not os.access(helm, os.X_OK):
+        sys.exit(f"bench_real_renku: helm not found at {helm}; run `make lab-up` (it installs the lab's helm)")
+    return helm
+
+
+def chart_package() -> Path:
+    if not CHART.is_file():
+        sys.exit(
+            f"bench_real_renku: the Renku 2.19.3 chart package is missing: {CHART} "
+            "(shared/reference/charts beside the repository, or $AIRGAP_REFERENCE_DIR/charts)"
+        )
+    return CHART
+
+
+def ca_pem() -> tuple[str, str]:
+    """(PEM, where it came from): the lab CA, else a throwaway CA."""
+    path = labcore.PKI / "ca.crt"
+    if path.is_file():
+        return path.read_text(), str(path)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench_real_renku throwaway CA")])
+    now = dt.datetime.now(dt.UTC)
+    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), "throwaway CA (no lab CA)"
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Medians of both actions timed in alternation, so drift in the machine's speed hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for action, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            action()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def ca_transform(manifest: str, pem: str, system_pem: str, parse_times: list[float]) -> dict:
+    """What `ca_inject` does with `manifest:`; the parse share of each run is appended to parse_times."""
+    start = time.perf_counter()
+    documents = kube_yaml.load_documents(manifest, "manifest")
+    parse_times.append(time.perf_counter() - start)
+    cas, _ = trust.validate_cas([("ca", pem)])
+    return trust.inject(documents, cas, system_pem, trust.InjectOptions(namespace="renku"))
+
+
+def discover(documents: list) -> mirror_discover.Discovered:
+    found = mirror_discover.Discovered()
+    mirror_discover.scan_documents(documents, found, [], IMAGE_FIELDS)
+    return found
+
+
+def discover_ms(documents: list) -> float:
+    times = []
+    for _ in range(DISCOVER_RUNS):
+        start = time.perf_counter()
+        discover(documents)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> int:
+    helm, chart = helm_binary(), chart_package()
+    argv = [helm, "template", "renku", str(chart), "--namespace", "renku", "--include-crds"]
+    for value in VALUES:
+        argv += ["--set", value]
+    pem, pem_source = ca_pem()
+    system_path = trust.default_system_bundle()
+    if not system_path:
+        sys.exit("bench_real_renku: no system CA bundle found (trust.default_system_bundle())")
+    system_pem = Path(system_path).read_text(encoding="utf-8", errors="replace")
+
+    with tempfile.TemporaryDirectory(prefix="bench-real-renku-") as home:
+        env = mirror_discover.helm_env(home)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"bench_real_renku: helm template {chart} failed: {proc.stderr.strip()[-2000:]}")
+        manifest = proc.stdout
+
+        def render() -> None:
+            subprocess.run(argv, capture_output=True, env=env, check=True)
+
+        parse_times: list[float] = []
+        result = ca_transform(manifest, pem, system_pem, [])  # warm-up; also the figures printed below
+        transform_time, helm_time = interleaved(
+            lambda: ca_transform(manifest, pem, system_pem, parse_times), render, ROUNDS
+        )
+    parse_time = statistics.median(parse_times)
+
+    documents = kube_yaml.load_documents(manifest, "helm template")
+    found = discover(documents)
+    images = set(found.images) | set(found.candidates)
+    scan_ms = discover_ms(documents)
+
+    print(
+        f"[bench_real_renku] {chart}: {len(documents)} documents, {len(manifest)} bytes; CA: {pem_source};"
+        f" system roots: {system_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f"real_renku_documents: {len(documents)}")
+    print(f"real_renku_pod_templates_patched: {len(result['report'])}")
+    print(f"helm_template_real_renku_s: {helm_time:.4f}")
+    print(f"ca_inject_real_renku_s: {transform_time:.4f}")
+    print(f"ca_inject_real_renku_parse_s: {parse_time:.4f}")
+    print(f"ca_inject_real_renku_vs_helm_template: {transform_time / helm_time:.3f}")
+    print(f"discover_real_renku_ms: {scan_ms:.2f}")
+    print(f"discover_real_renku_images: {len(images)}")
+    print(f"discover_real_renku_candidates: {len(set(found.candidates) - set(found.images))}")
+    print(f"bench_real_renku_rounds: {ROUNDS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
