@@ -430,6 +430,15 @@ def _java_options(existing: str | None, store: str, password: str) -> str | None
     return f"{existing} {flags}"
 
 
+def _bundle_env(options: InjectOptions) -> list[dict]:
+    """The variables of the configured runtimes, each once, pointing into the mounted bundle."""
+    env: dict[str, str] = {}
+    for runtime in options.runtimes:
+        for variable, key in RUNTIME_ENV.get(runtime, ()):
+            env.setdefault(variable, f"{options.mount_dir}/{key}")
+    return [{"name": name, "value": value} for name, value in env.items()]
+
+
 def _java_init_container(container: dict, options: InjectOptions) -> dict:
     store = _java_paths(_name(container))[1]
     init = {
@@ -440,6 +449,8 @@ def _java_init_container(container: dict, options: InjectOptions) -> dict:
             {"name": "AIRGAP_TRUSTSTORE", "value": store},
             {"name": "AIRGAP_CUSTOM_CA", "value": f"{options.mount_dir}/{CUSTOM_KEY}"},
             {"name": "AIRGAP_TRUSTSTORE_PASSWORD", "value": options.java_truststore_password},
+            # like every other container: tools the image runs before the JVM trust the CA too
+            *_bundle_env(options),
         ],
         "volumeMounts": [
             {"name": BUNDLE_VOLUME, "mountPath": options.mount_dir, "readOnly": True},

@@ -25,3 +25,19 @@ def lab_env() -> dict[str, str]:
         [sys.executable, str(ROOT / "lab" / "lab.py"), "json"], check=True, capture_output=True, text=True
     ).stdout
     return json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def lab_mirror(lab_env) -> Path:
+    """The lab's mirror stage has run (playbooks/mirror.yml with the lab inventory): the real Renku charts and
+    every image they run are in the internal registry. Test workers take turns; a rerun copies nothing."""
+    import fcntl
+
+    from playbook import run_playbook
+
+    state = Path(lab_env["LAB_STATE"])
+    with open(state / "mirror-stage.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        result = run_playbook(ROOT / "playbooks" / "mirror.yml")
+        assert result.rc == 0, result.output[-4000:]
+    return state / "mirror" / "mirror-lock.yaml"

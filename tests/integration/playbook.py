@@ -12,6 +12,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
@@ -90,8 +91,16 @@ def run_playbook(
     return PlaybookResult(proc.returncode, data.get("stats", {}), proc.stdout + proc.stderr, data.get("plays", []))
 
 
-def run_scenario(name: str, extra_vars: dict | None = None, inventory: str | Path | None = None) -> dict:
-    """check -> converge -> idempotence -> verify for tests/integration/scenarios/<name>; returns the results."""
+def run_scenario(
+    name: str,
+    extra_vars: dict | None = None,
+    inventory: str | Path | None = None,
+    after_check: Callable[[], None] | None = None,
+) -> dict:
+    """check -> converge -> idempotence -> verify for tests/integration/scenarios/<name>; returns the results.
+
+    `after_check` runs right after the check-mode run: the place to read the lab and assert nothing changed.
+    """
     base = SCENARIOS / name
     converge, verify = base / "converge.yml", base / "verify.yml"
     syntax = subprocess.run(
@@ -106,6 +115,8 @@ def run_scenario(name: str, extra_vars: dict | None = None, inventory: str | Pat
     results = {}
     results["check"] = run_playbook(converge, inventory, check=True, diff=True, extra_vars=extra_vars)
     assert results["check"].rc == 0, results["check"].output[-4000:]
+    if after_check is not None:
+        after_check()
     results["converge"] = run_playbook(converge, inventory, diff=True, extra_vars=extra_vars)
     assert results["converge"].rc == 0, results["converge"].output[-4000:]
     results["idempotence"] = run_playbook(converge, inventory, extra_vars=extra_vars)
