@@ -1,14 +1,19 @@
 """remote_cluster role on the lab: remote = session cluster, local = Renku (stand-in Deployments) + data-service.
 
-Setup (not the role's job): the charts are copied upstream -> internal registry with helm, a StorageClass is
-created on the remote cluster, and Deployments named like the Renku services run in a local namespace so the
-rollout restart is observable.
+Setup (not the role's job): the lab's mirror stage has put the real amalthea-sessions and csi-rclone charts in the
+internal registry and written their image-values overlays; a StorageClass is created on the remote cluster;
+Deployments named like the Renku services run in a local namespace so the rollout restart is observable; and the
+platform stage's record (ConfigMap airgap-platform-<release>, as the renku role writes it) names the versions the
+local Renku release vendors, which the role must install on the remote cluster.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,31 +28,30 @@ SCENARIO_VARS = yaml.safe_load(CONVERGE.read_text())[0]["vars"]
 SESSIONS_NS, RENKU_NS, STORAGE_CLASS = "itest-rc-sessions", "itest-rc-renku", "itest-rc-standard"
 RESTARTED = ["renku-data-service", "renku-k8s-watcher", "renku-data-tasks", "renku-secrets-storage"]
 ANNOTATION = "kubectl.kubernetes.io/restartedAt"
-CHARTS = {"amalthea-sessions": "0.30.2", "csi-rclone": "0.6.0"}
+RECORD_RELEASE = SCENARIO_VARS["remote_cluster_renku_release"]
+# renku 2.19.3's dependencies, as the renku role records them (roles/renku/tasks/record.yml)
+RENKU_VERSIONS = {
+    "postgresql": "14.2.4",
+    "keycloakx": "7.1.4",
+    "redis": "20.3.0",
+    "amalthea-sessions": "0.30.2",
+    "dlf-chart": "0.3.9-renku-2",
+    "csi-rclone": "0.6.0",
+    "solr": "8.9.2",
+    "common": "2.31.10",
+}
+CHARTS = {name: RENKU_VERSIONS[name] for name in ("amalthea-sessions", "csi-rclone")}
+CRD, HELM_NS = "amaltheasessions.amalthea.dev", "meta.helm.sh/release-namespace"
+# what the real charts render for the role's release names (csi-rclone with fullnameOverride itest-rc-csi-rclone)
+WORKLOADS = [
+    ("Deployment", "amalthea-sessions-controller-manager"),
+    ("DaemonSet", "itest-rc-csi-rclone-nodeplugin"),
+    ("StatefulSet", "itest-rc-csi-rclone-controller"),
+]
 USER_NODE = SCENARIO_VARS["remote_cluster_user_nodes"][0]
 PURPOSE_LABEL = "renku.io/node-purpose"
 
 pytestmark = pytest.mark.lab
-
-
-def copy_charts_to_internal(env: dict[str, str]) -> None:
-    """The charts at the internal registry, as the mirror stage puts them there (chart_mirror's own
-    code); a chart already there is left as it is, so the shared lab's content does not change."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
-
-    params = {
-        "charts": [
-            {"chart": f"oci://{env['REGISTRY_UPSTREAM']}/charts/{name}", "version": version}
-            for name, version in CHARTS.items()
-        ],
-        "destination": env["REGISTRY_INTERNAL"],
-        "destination_username": env["REGISTRY_INTERNAL_USER"],
-        "destination_password": env["REGISTRY_INTERNAL_PASSWORD"],
-        "prefix": "charts",
-        "ca_file": env["LAB_CA"],
-        "helm": env["HELM"],
-    }
-    run_charts(params, check_mode=False)
 
 
 def _apply(call, *args) -> None:
@@ -74,9 +78,29 @@ def stand_in_renku(local: client.ApiClient) -> None:
         _apply(apps.create_namespaced_deployment, RENKU_NS, body)
 
 
+def platform_record(local: client.ApiClient) -> None:
+    """ConfigMap airgap-platform-<release> as the renku role writes it after deploying Renku 2.19.3."""
+    name = f"airgap-platform-{RECORD_RELEASE}"
+    body = {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "airgap.renku"}},
+        "data": {
+            "release": RECORD_RELEASE,
+            "chart": "renku",
+            "version": "2.19.3",
+            "versions": json.dumps(RENKU_VERSIONS),
+        },
+    }
+    core = client.CoreV1Api(local)
+    try:
+        core.create_namespaced_config_map(RENKU_NS, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map(name, RENKU_NS, body)
+
+
 @pytest.fixture(scope="module")
-def lab(lab_env):
-    copy_charts_to_internal(lab_env)
+def lab(lab_env, lab_mirror):
     remote = config.new_client_from_config(lab_env["KUBECONFIG_REMOTE"])
     local = config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"])
     _apply(
@@ -84,7 +108,8 @@ def lab(lab_env):
         {"metadata": {"name": STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner"},
     )
     stand_in_renku(local)
-    return {"env": lab_env, "remote": remote, "local": local}
+    platform_record(local)
+    return {"env": lab_env, "remote": remote, "local": local, "overlays": lab_mirror.parent / "values"}
 
 
 def api_session(env: dict[str, str]) -> requests.Session:
@@ -132,6 +157,59 @@ def priority_class_exists(remote: client.ApiClient, name: str) -> bool:
     return True
 
 
+def helm_releases(env: dict[str, str]) -> dict[str, str]:
+    """Release name -> chart (name-version) in the sessions namespace of the remote cluster, as Helm records them."""
+    out = subprocess.run(
+        [env["HELM3"], "list", "-n", SESSIONS_NS, "-o", "json", "--kubeconfig", env["KUBECONFIG_REMOTE"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {release["name"]: release["chart"] for release in json.loads(out or "[]")}
+
+
+def overlay_images(overlays: Path) -> set[str]:
+    """repository:tag of every image value in the mirror's overlays for the two charts."""
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "repository" in node and "tag" in node:
+                found.add(f"{node['repository']}:{node['tag']}")
+            for value in node.values():
+                walk(value)
+
+    for chart in CHARTS:
+        walk(yaml.safe_load((overlays / f"{chart}.yaml").read_text()))
+    return found
+
+
+def workload_images(remote: client.ApiClient) -> set[str]:
+    """Images of the charts' workloads on the remote cluster: containers, and the sidecar image amalthea starts."""
+    apps = client.AppsV1Api(remote)
+    read = {
+        "Deployment": apps.read_namespaced_deployment,
+        "DaemonSet": apps.read_namespaced_daemon_set,
+        "StatefulSet": apps.read_namespaced_stateful_set,
+    }
+    images = set()
+    for kind, name in WORKLOADS:
+        spec = read[kind](name, SESSIONS_NS).spec.template.spec
+        for container in [*(spec.init_containers or []), *spec.containers]:
+            images.add(container.image)
+            images.update(e.value for e in container.env or [] if e.name.endswith("_IMAGE"))
+    return images
+
+
+def cluster_object(remote: client.ApiClient, read, name: str):
+    try:
+        return read(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 @pytest.fixture
 def user_node_purpose_kept(lab):
     """The scenario's user node is one of the demo's too: give it back the purpose label it had."""
@@ -146,6 +224,13 @@ def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     env, remote, local = lab["env"], lab["remote"], lab["local"]
     absent = run_playbook(CONVERGE, extra_vars={"remote_cluster_state": "absent"})
     assert absent.rc == 0, absent.output[-3000:]
+    assert helm_releases(env) == {}
+    # the packages come from the internal registry on this run, not from an earlier run's cache
+    shutil.rmtree(Path(env["LAB_STATE"]) / "itest-rc-charts", ignore_errors=True)
+    extensions = client.ApiextensionsV1Api(remote)
+    crd_before = cluster_object(remote, extensions.read_custom_resource_definition, CRD)
+    # as converge.yml decides: otherwise the lab's own amalthea-sessions release owns it (make demo)
+    crd_ours = crd_before is None or (crd_before.metadata.annotations or {}).get(HELM_NS) == SESSIONS_NS
 
     check = run_playbook(CONVERGE, check=True, diff=True)
     assert check.rc == 0, check.output[-3000:]
@@ -154,6 +239,28 @@ def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     assert "itest-remote-cluster" not in registered(env)[0], "check mode registered the cluster"
 
     run_scenario("remote_cluster")
+    # the platform -> remote hand-off: exactly the versions the record names, only the charts asked for
+    assert helm_releases(env) == {name: f"{name}-{version}" for name, version in CHARTS.items()}
+    # the images are the mirror's: every workload image is the overlay's, at the internal registry
+    images = workload_images(remote)
+    assert all(image.startswith(f"{env['REGISTRY_INTERNAL']}/") for image in images), images
+    assert images == overlay_images(lab["overlays"]), images ^ overlay_images(lab["overlays"])
+    crd = extensions.read_custom_resource_definition(CRD)
+    owner = (crd.metadata.annotations or {}).get(HELM_NS)
+    assert owner == SESSIONS_NS if crd_ours else owner != SESSIONS_NS, owner
+
+    # versions given explicitly (a platform not deployed by this collection, no record): nothing to change
+    explicit = run_playbook(
+        CONVERGE,
+        check=True,
+        extra_vars={
+            "remote_cluster_renku_release": "itest-rc-unrecorded",
+            "remote_cluster_renku_chart_versions": CHARTS,
+        },
+    )
+    assert explicit.rc == 0, explicit.output[-3000:]
+    assert explicit.changed == 0, explicit.changed_tasks()
+
     first = restarted_at(local)
     assert all(first[name] for name in RESTARTED), first
     assert first["renku-ui"] is None, "a service that does not read the Secret was restarted"
@@ -189,6 +296,14 @@ def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     node = client.CoreV1Api(remote).read_node(USER_NODE)
     assert PURPOSE_LABEL not in (node.metadata.labels or {})
     assert not [t for t in node.spec.taints or [] if t.key == "itest.renku.io/sessions"]
+    # helm uninstall took the charts' cluster-wide objects along (the CRD only when this release owned it)
+    assert helm_releases(env) == {}
+    storage = client.StorageV1Api(remote)
+    assert cluster_object(remote, storage.read_csi_driver, "itest-rc-csi-rclone-driver") is None
+    assert cluster_object(remote, storage.read_storage_class, "itest-rc-csi-rclone-secret-annotation") is None
+    crd_after = cluster_object(remote, extensions.read_custom_resource_definition, CRD)
+    # a deleted CRD goes once the API server has dropped its objects (finalizer): gone or on its way
+    assert (crd_after is None or crd_after.metadata.deletion_timestamp is not None) == crd_ours, crd_after
 
 
 def _cluster(**changes):
@@ -237,6 +352,23 @@ REFUSALS = {
     "chart-version": (
         {"remote_cluster_charts": {"amalthea-sessions": "0.30.1", "csi-rclone": "0.6.0"}},
         "remote_cluster_charts['amalthea-sessions']: version 0.30.1 differs from 0.30.2",
+    ),
+    "no-record": (
+        {"remote_cluster_renku_release": "itest-rc-unrecorded"},
+        "ConfigMap itest-rc-renku/airgap-platform-itest-rc-unrecorded is missing on the local cluster: run the "
+        "platform stage first (ansible-playbook playbooks/renku.yml)",
+    ),
+    "no-overlay": (
+        {"remote_cluster_image_values_dir": "/nonexistent/values"},
+        "remote_cluster_image_values_dir: /nonexistent/values/amalthea-sessions.yaml, "
+        "/nonexistent/values/csi-rclone.yaml missing; the mirror stage (ansible-playbook playbooks/mirror.yml",
+    ),
+    "not-vendored": (
+        {
+            "remote_cluster_renku_release": "itest-rc-unrecorded",
+            "remote_cluster_renku_chart_versions": {"csi-rclone": "0.6.0"},
+        },
+        "remote_cluster_chart_names: ['amalthea-sessions'] are not vendored by the local Renku release",
     ),
     "unreachable": (
         {"remote_cluster_remote_auth": {"host": "https://127.0.0.1:9", "api_key": "x", "ca_cert": "{{ lab_ca_file }}"}},
