@@ -347,6 +347,11 @@ class ReleaseApplier:
             self._changed(key, None, body)
             return None
         before = self.get(resource, name, namespace)
+        owner = ((before or {}).get("metadata", {}).get("labels") or {}).get(RELEASE_LABEL)
+        if not resource.namespaced and owner and owner != self.release:
+            # a cluster-wide object two releases render alike (Renku's AmaltheaSession CRD): the release that
+            # created it keeps it, so neither flips its label back and forth nor prunes it from under the other
+            meta["labels"][RELEASE_LABEL] = owner
         if (
             keep_secret
             and before is not None

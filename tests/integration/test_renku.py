@@ -307,3 +307,12 @@ def test_a_rerun_keeps_generated_secrets_and_setup_jobs(deployed, api):
     assert again.rc == 0, again.output[-3000:]
     assert again.changed == 0, again.changed_tasks()
     assert snapshot() == before
+
+
+def test_the_charts_crds_are_installed(deployed, api):
+    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition("amaltheasessions.amalthea.dev")
+    assert crd.spec.group == "amalthea.dev"
+    # a cluster-wide object both the demo release and this one render: whichever created it keeps it
+    assert crd.metadata.labels["airgap.renku/release"] in (RELEASE, "renku")
+    established = {c.type: c.status for c in crd.status.conditions or []}
+    assert established.get("Established") == "True"
