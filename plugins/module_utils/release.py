@@ -379,9 +379,9 @@ class ReleaseApplier:
         if before is None:
             self.outcome.created.append(key)
             self._changed(key, None, after)
-        elif normalise(before) != normalise(after) or (
-            not self.check and before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion")
-        ):
+        # not the resourceVersion: controllers write status between the read and the apply (a Deployment rolling
+        # out after a restart), which is no change of ours
+        elif normalise(before) != normalise(after):
             self.outcome.updated.append(key)
             self._changed(key, before, after)
         return after
