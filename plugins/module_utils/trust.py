@@ -9,7 +9,10 @@ post-renderer and the benchmark:
 2. `build_bundle` concatenates the system roots and the custom CAs: several variables below
    *replace* the default store, so a bundle with only the private CA would break public TLS;
 3. `inject` patches every pod template (via `manifests.pod_specs`) per runtime and emits the
-   ConfigMap and Secret carrying the bundle in every namespace involved.
+   ConfigMap and Secret carrying the bundle in every namespace involved;
+4. `inject_manifest` does the same over multi-document YAML text (what `helm template` prints and a Helm
+   post-renderer reads), parsing only the documents `inject` may change and writing the others back as
+   their original text (`platform.manifest_stream`).
 
 Applying `inject` to its own output returns the same documents. Null lists and maps (a template's
 `initContainers:` or `env:` with nothing under it) count as empty, as Kubernetes reads them.
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
+    POD_SPEC_PATHS,
     annotations_of,
     containers,
     document_name,
@@ -36,6 +40,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
     metadata_of,
     pod_specs,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.release import release_digest
 
 try:
     from cryptography import x509
@@ -652,6 +658,53 @@ def _writable_container(container: Any) -> Any:
         if isinstance(copied.get(list_name), list):
             copied[list_name] = [dict(item) if isinstance(item, dict) else item for item in copied[list_name]]
     return copied
+
+
+def manifest_kinds(options: InjectOptions) -> frozenset[str]:
+    """The kinds `inject` may change or drop: those holding pod templates, and the kinds of the bundle objects."""
+    return frozenset(POD_SPEC_PATHS) | frozenset(options.extra_paths) | {"ConfigMap", "Secret"}
+
+
+def inject_manifest(
+    text: str, cas: list[CAInfo], system_pem: str, options: InjectOptions, name: str = "manifest"
+) -> dict[str, Any]:
+    """`inject` over multi-document YAML text, reading only the documents of `manifest_kinds` (and unknown ones).
+
+    Returns what `inject` returns, `documents` left empty, plus `manifest`: every document in input order (bundle
+    objects of an earlier pass left out), each one `inject` did not change as its original text and each changed
+    one dumped; and `parts`, the `manifest_stream.Part`s behind it (for `manifest_digest`).
+    Raises kube_yaml.KubeYAMLError.
+    """
+    parts = [
+        part
+        for part in manifest_stream.read(text, manifest_kinds(options), name)
+        if not (part.parsed and isinstance(part.document, dict) and _is_bundle_object(part.document, options))
+    ]
+    parsed = [part for part in parts if part.parsed]
+    result = inject([part.document for part in parsed], cas, system_pem, options)
+    # without bundle objects in its input, `inject` returns one document per input document, in order: the
+    # input object itself when it has no pod template, else a copy, patched or not (hence the comparison)
+    for part, document in zip(parsed, result["documents"], strict=True):
+        if document is not part.document and document != part.document:
+            part.document, part.dirty = document, True
+    return {**result, "documents": [], "manifest": manifest_stream.emit(parts), "parts": parts}
+
+
+def manifest_digest(bundle: list[dict], parts: list[manifest_stream.Part]) -> str:
+    """SHA-256 of what `inject_manifest` returns: the bundle objects, then each document in order.
+
+    A document counts by the text `inject_manifest` wrote for it, except a Secret, which counts as
+    `release.release_digest` reads it: its values are left out because charts regenerate them on every render.
+    Stable across identical runs; it differs from the digest of the same release read as documents.
+    """
+    hasher = hashlib.sha256(release_digest(bundle).encode())
+    for part in parts:
+        document = part.document
+        if part.parsed and isinstance(document, dict) and document.get("kind") == "Secret":
+            hasher.update(f"---\n# Secret {release_digest([document])}\n".encode())
+        else:
+            hasher.update(part.output.encode())
+    return hasher.hexdigest()
 
 
 def _is_bundle_object(document: dict, options: InjectOptions) -> bool:

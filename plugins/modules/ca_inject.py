@@ -21,11 +21,15 @@ description:
     containers, per runtime. Java gets an init container that copies the image's own C(cacerts), imports
     the CAs with C(keytool) into an emptyDir, and C(JAVA_TOOL_OPTIONS) pointing at it, so no image is rebuilt.
   - Existing variables are kept unless O(overwrite=true), except a literal path no volume of the container
-    provides (a file of the image, which cannot hold the private CA): that one is replaced and reported under
+    provides (a file of the image, which cannot hold the private CA). That one is replaced and reported under
     C(replaced). Running the module on its own output returns the
     same documents.
   - For images where none of that works, O(image_builds) returns a Dockerfile running C(update-ca-certificates)
     and the kaniko Job that builds it.
+  - With O(output=manifest) the module works on YAML text end to end. It reads only the documents it may change
+    (the kinds holding pod templates, those of O(pod_spec_paths), ConfigMaps and Secrets, and any document whose
+    kind a line scan cannot tell) and returns every other one as its original text in RV(manifest). On a real
+    chart render that is a fraction of the documents and bytes (Renku's 440 KB session CRD is never read).
 author:
   - airgap.renku maintainers (@airgap-renku)
 requirements:
@@ -42,7 +46,8 @@ options:
   documents:
     description:
       - Kubernetes documents to transform (for example the parsed output of C(helm template)).
-      - Exactly one of O(documents), O(src) and O(manifest) is required.
+      - Exactly one of O(documents), O(src) and O(manifest) is required; O(output=manifest) needs O(src) or
+        O(manifest).
       - Null and empty documents are dropped; a null list or map inside a document counts as empty, as in Kubernetes.
     type: list
     elements: raw
@@ -56,6 +61,19 @@ options:
       - Multi-document YAML text to transform, for example the standard output of C(helm template).
       - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: str
+  output:
+    description:
+      - V(documents) returns the transformed documents as a list in RV(documents).
+      - V(manifest) returns them as multi-document YAML text in RV(manifest) and leaves RV(documents) empty. Each
+        document the transform does not change keeps its original text (comments and formatting included); each
+        changed one is written anew after its leading comments. Documents the transform never reads are not
+        checked for YAML errors here; they surface where the manifest is read next (M(airgap.renku.release_apply),
+        or Helm).
+      - Text is what C(helm template) prints and M(airgap.renku.release_apply) reads, and it passes between tasks
+        far cheaper than a large list of documents.
+    type: str
+    choices: [documents, manifest]
+    default: documents
   ca_files:
     description:
       - Files holding the custom CA certificates in PEM (a file may hold several).
@@ -240,6 +258,22 @@ EXAMPLES = r"""
         runtimes: [node]
   register: injected
 
+- name: The same on YAML text, read only where it is patched, for the apply
+  airgap.renku.ca_inject:
+    manifest: "{{ rendered.stdout }}"
+    output: manifest
+    ca_files: [/etc/pki/site/root-ca.crt]
+    namespace: renku
+  register: injected_text
+
+- name: Apply the bundle objects and the patched manifest
+  airgap.renku.release_apply:
+    kubeconfig: /etc/airgap/kubeconfig
+    release: renku
+    namespace: renku
+    documents: "{{ injected_text.bundle }}"
+    manifest: "{{ injected_text.manifest }}"
+
 - name: Show what each workload received
   ansible.builtin.debug:
     msg: "{{ injected.report | map(attribute='workload') | list }}"
@@ -258,11 +292,20 @@ EXAMPLES = r"""
 
 RETURN = r"""
 documents:
-  description: The transformed documents, in input order (bundle objects from an earlier pass left out).
+  description:
+    - The transformed documents, in input order (bundle objects from an earlier pass left out).
+    - Empty with O(output=manifest).
   returned: always
   type: list
   elements: dict
   sample: [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"}}]
+manifest:
+  description:
+    - The transformed documents as multi-document YAML text, in input order (bundle objects from an earlier pass
+      and comment-only documents left out); the bundle objects are in RV(bundle), not here.
+  returned: when O(output=manifest)
+  type: str
+  sample: "---\n# Source: renku/templates/ui/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\n..."
 bundle:
   description: The ConfigMap and Secret carrying the bundle, one pair per namespace; apply them first.
   returned: always
@@ -307,6 +350,9 @@ digest:
   description:
     - SHA-256 of the output (documents and bundle), Secret values left out because charts regenerate them on
       every render; changes only when what would be applied changes.
+    - With O(output=manifest) it is taken over the bundle and the text of RV(manifest) (each Secret by its
+      content without values), so it is the same for identical runs but differs from the O(output=documents)
+      digest of the same input; it also changes when a comment in the input changes.
   returned: always
   type: str
   sample: 0f6c3b5a9e...
@@ -337,6 +383,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "documents": {"type": "list", "elements": "raw"},
     "src": {"type": "path"},
     "manifest": {"type": "str"},
+    "output": {"type": "str", "choices": ["documents", "manifest"], "default": "documents"},
     "ca_files": {"type": "list", "elements": "path", "default": []},
     "ca_pems": {"type": "list", "elements": "str", "default": []},
     "warn_days": {"type": "int", "default": 30},
@@ -415,6 +462,37 @@ def _documents(module: AnsibleModule) -> list[Any]:
     return []
 
 
+def _manifest_text(module: AnsibleModule) -> tuple[str, str]:
+    """(text, name) of the input for `output: manifest`."""
+    params = module.params
+    if params["manifest"] is not None:
+        return params["manifest"], "manifest"
+    if params["src"] is None:
+        module.fail_json(msg="output=manifest needs the input as text: give 'manifest' or 'src', not 'documents'")
+    try:
+        with open(params["src"], encoding="utf-8") as handle:
+            return handle.read(), params["src"]
+    except (OSError, UnicodeDecodeError) as exc:
+        module.fail_json(msg=f"cannot read the documents: {params['src']}: {exc}")
+    return "", ""
+
+
+def _transform(
+    module: AnsibleModule, cas: list[trust.CAInfo], options: trust.InjectOptions
+) -> tuple[dict[str, Any], str]:
+    """The transform of the input per `output`, and the digest of its result."""
+    if module.params["output"] == "documents":
+        result = trust.inject(_documents(module), cas, _system_roots(module), options)
+        return result, release.release_digest(result["bundle"] + result["documents"])
+    text, name = _manifest_text(module)
+    system = _system_roots(module)
+    try:
+        result = trust.inject_manifest(text, cas, system, options, name)
+    except kube_yaml.KubeYAMLError as exc:
+        module.fail_json(msg=f"cannot read the documents: {exc}")
+    return result, trust.manifest_digest(result["bundle"], result.pop("parts"))
+
+
 def _system_roots(module: AnsibleModule) -> str:
     if not module.params["include_system_roots"]:
         return ""
@@ -473,7 +551,7 @@ def main() -> None:
     for warning in warnings:
         module.warn(warning)
     options = _options(module)
-    result = trust.inject(_documents(module), cas, _system_roots(module), options)
+    result, digest = _transform(module, cas, options)
     custom = trust.build_bundle(cas, "")[1]
     builds = [
         trust.image_build(
@@ -488,17 +566,19 @@ def main() -> None:
         )
         for b in module.params["image_builds"]
     ]
+    extra = {"manifest": result["manifest"]} if "manifest" in result else {}
     module.exit_json(
         changed=False,
         documents=result["documents"],
         bundle=result["bundle"],
         report=result["report"],
         modified=result["modified"],
-        digest=release.release_digest(result["bundle"] + result["documents"]),
+        digest=digest,
         namespaces=result["namespaces"],
         cas=[ca.as_dict() for ca in cas],
         custom_bundle=custom,
         builds=builds,
+        **extra,
     )
 
 

@@ -48,7 +48,9 @@ options:
     required: true
   documents:
     description:
-      - The documents to apply. Exactly one of O(documents) and O(src) is required.
+      - The documents to apply. At least one of O(documents), O(src) and O(manifest) is required; O(src) goes
+        alone, O(documents) and O(manifest) go together (the documents first, for example the bundle objects of
+        M(airgap.renku.ca_inject), then those of the manifest).
       - A null value in labels, annotations, Secret C(data)/C(stringData) or ConfigMap C(data)/C(binaryData) is
         applied as an empty string, which is how Kubernetes reads it.
     type: list
@@ -58,6 +60,14 @@ options:
       - Path to a multi-document YAML file on the target host holding the documents.
       - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: path
+  manifest:
+    description:
+      - The documents to apply as multi-document YAML text, for example the RV(airgap.renku.ca_inject#module:manifest)
+        of M(airgap.renku.ca_inject) with O(airgap.renku.ca_inject#module:output=manifest). Passing text between tasks
+        costs far less than passing a large list of documents.
+      - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string; empty and comment-only
+        documents are dropped; every other document must be a mapping.
+    type: str
   field_manager:
     description:
       - Server-side apply field manager.
@@ -112,6 +122,22 @@ EXAMPLES = r"""
     namespace: renku
     documents: "{{ injected.bundle + injected.documents }}"
   register: applied
+
+- name: Inject the CA into the rendered text, keeping it text
+  airgap.renku.ca_inject:
+    manifest: "{{ rendered.stdout }}"
+    output: manifest
+    ca_files: [/etc/pki/site/root-ca.crt]
+    namespace: renku
+  register: injected_text
+
+- name: Apply the bundle objects, then the documents of the manifest
+  airgap.renku.release_apply:
+    kubeconfig: /etc/airgap/kubeconfig
+    release: renku
+    namespace: renku
+    documents: "{{ injected_text.bundle }}"
+    manifest: "{{ injected_text.manifest }}"
 """
 
 RETURN = r"""
@@ -165,6 +191,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "namespace": {"type": "str", "required": True},
     "documents": {"type": "list", "elements": "dict"},
     "src": {"type": "path"},
+    "manifest": {"type": "str"},
     "field_manager": {"type": "str", "default": "airgap-renku"},
     "keep_existing_secrets": {"type": "bool", "default": True, "no_log": False},
     "prune": {"type": "bool", "default": True},
@@ -174,23 +201,43 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
+def documents_to_apply(documents: list[dict] | None, manifest: str | None) -> list[dict]:
+    """`documents`, then the documents of the `manifest` text (read as Kubernetes reads YAML, empty ones dropped).
+
+    Raises kube_yaml.KubeYAMLError, also for a manifest document that is not a mapping.
+    """
+    out = list(documents or [])
+    if manifest is not None:
+        for index, document in enumerate(kube_yaml.load_documents(manifest, "manifest")):
+            if not isinstance(document, dict):
+                raise kube_yaml.KubeYAMLError(
+                    f"manifest: document {index + 1} is a {type(document).__name__}, not a Kubernetes object"
+                )
+            out.append(document)
+    return out
+
+
 def _documents(module: AnsibleModule) -> list[dict]:
     """The documents to apply, read as Kubernetes reads them; empty documents dropped."""
-    if module.params["documents"] is not None:
-        return module.params["documents"]
+    params = module.params
+    if params["src"] is None:
+        try:
+            return documents_to_apply(params["documents"], params["manifest"])
+        except kube_yaml.KubeYAMLError as exc:
+            module.fail_json(msg=f"cannot read the documents: {exc}")
     try:
-        with open(module.params["src"], encoding="utf-8") as handle:
-            return kube_yaml.load_documents(handle, module.params["src"])
+        with open(params["src"], encoding="utf-8") as handle:
+            return kube_yaml.load_documents(handle, params["src"])
     except (OSError, kube_yaml.KubeYAMLError) as exc:
-        module.fail_json(msg=f"src {module.params['src']}: cannot read the documents: {exc}")
+        module.fail_json(msg=f"src {params['src']}: cannot read the documents: {exc}")
     return []
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("documents", "src")],
-        required_one_of=[("documents", "src")],
+        mutually_exclusive=[("documents", "src"), ("manifest", "src")],
+        required_one_of=[("documents", "src", "manifest")],
         supports_check_mode=True,
     )
     if not kube.HAS_KUBERNETES:

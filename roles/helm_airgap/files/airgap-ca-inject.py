@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     from ansible_collections.airgap.renku.plugins.module_utils import trust
     from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
     from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
 
     try:
         cas, warnings = trust.validate_cas(
@@ -53,12 +54,17 @@ def main(argv: list[str]) -> int:
         with open(config["system_bundle"], encoding="utf-8") as handle:
             system = handle.read()
     try:
-        documents = kube_yaml.load_documents(sys.stdin, "the rendered manifests")
+        text = sys.stdin.buffer.read().decode("utf-8")
+        # only the documents the transform may change are read; the others go back out as Helm rendered them
+        result = trust.inject_manifest(text, cas, system, options, "the rendered manifests")
+    except UnicodeDecodeError as exc:
+        print(f"airgap-ca-inject: the rendered manifests are not UTF-8 text ({exc.reason})", file=sys.stderr)
+        return 1
     except kube_yaml.KubeYAMLError as exc:
         print(f"airgap-ca-inject: {exc}", file=sys.stderr)
         return 1
-    result = trust.inject(documents, cas, system, options)
-    kube_yaml.dump_documents(result["bundle"] + result["documents"], sys.stdout, sort_keys=False)
+    bundle = "".join("---\n" + manifest_stream.dump(document) for document in result["bundle"])
+    sys.stdout.buffer.write((bundle + result["manifest"]).encode("utf-8"))
     return 0
 
 
