@@ -44,7 +44,7 @@ options:
     type: path
   lock_file:
     description:
-      - The mirror stage's lock file (C(mirror_lock_file)): source, internal destination and digest of every image.
+      - The mirror stage's lock file (C(mirror_lock_file)), which records the source, internal destination and digest of every image.
     type: path
     required: true
   pod_spec_paths:

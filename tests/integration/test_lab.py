@@ -283,7 +283,7 @@ def _image_list() -> list[dict]:
 
 def _full_ref(ref: str) -> str:
     """An image reference as a registry client reads it: docker.io implied, official images under library/."""
-    first, _, rest = ref.partition("/")
+    first, _sep, rest = ref.partition("/")
     if not rest:
         return f"docker.io/library/{ref}"
     if "." not in first and ":" not in first and first != "localhost":
@@ -388,7 +388,7 @@ def test_upstream_has_every_image_of_the_image_list(lab_env):
     images = _image_list()
     assert len(images) > 50 and len({i["ref"] for i in images}) == len(images)
     for image in images:
-        repo, _, tag = image["ref"].rpartition(":")
+        repo, _sep, tag = image["ref"].rpartition(":")
         platforms = image.get("platforms") or ["linux/amd64"]
         resp = session.get(f"https://{upstream}/v2/{repo}/manifests/{tag}", headers={"Accept": accept}, timeout=10)
         assert resp.status_code == 200, image["ref"]

@@ -491,7 +491,7 @@ def test_the_block_writer_reads_back_with_any_reader():
     generator = random.Random(20240101)
     alphabet = [*"ab:-#&*!|>'\"%@`{}[],?=~ \t\n\r\\/.0123456789yYnN_<", "\x85", "\u2028", "🐸", "\x7f"]
     values = STRINGS + [
-        "".join(generator.choice(alphabet) for _ in range(generator.randint(1, 10))) for _ in range(1500)
+        "".join(generator.choice(alphabet) for _char in range(generator.randint(1, 10))) for _value in range(1500)
     ]
     for value in values:
         for data in ({"k": value}, {value: "x"}, [value], {"a": [value, {"b": value}]}, {"a": {"b": [[value]]}}):
