@@ -18,8 +18,8 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import containers, document_name, pod_specs
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError, parse_image
-from ansible_collections.airgap.renku.plugins.module_utils.manifests import containers, document_name, pod_specs
 
 
 class LockError(ValueError):
@@ -197,7 +197,7 @@ def pin_manifest(text: str, lock_text: str, pod_spec_paths: List[str], strict: b
         load_documents,
         load_one,
     )
-    from ansible_collections.airgap.renku.plugins.module_utils.manifests import parse_crd_path
+    from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
 
     extra: Dict[str, List[Tuple[str, ...]]] = {}
     for expression in pod_spec_paths:

@@ -24,19 +24,19 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml impo
     dump_one,
     load_documents,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
+    containers,
+    document_name,
+    is_helm_hook,
+    parse_crd_path,
+    pod_specs,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
     ImageRefError,
     candidates_in_arg,
     is_implicit_latest,
     looks_like_image,
     parse_image,
-)
-from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
-    containers,
-    document_name,
-    is_helm_hook,
-    parse_crd_path,
-    pod_specs,
 )
 
 HAS_YAML = kube_yaml.HAS_YAML  # image_mirror and chart_mirror check it

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
+from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     annotations_of,
     map_field,
     metadata_of,

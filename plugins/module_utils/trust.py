@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ansible_collections.airgap.renku.plugins.module_utils.manifests import (
+from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     POD_SPEC_PATHS,
     annotations_of,
     containers,

@@ -221,7 +221,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils import kubeconfig as kc
-from ansible_collections.airgap.renku.plugins.module_utils.kube import (
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
     api_error_message,

@@ -196,7 +196,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils import service_account as sa
-from ansible_collections.airgap.renku.plugins.module_utils.kube import (
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBE_AUTH_ARGSPEC,
     KUBERNETES_IMPORT_ERROR,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils import manifests
+from ansible_collections.airgap.renku.plugins.module_utils.common import manifests
 
 
 def _pod(image: str) -> dict:
