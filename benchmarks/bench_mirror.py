@@ -48,9 +48,8 @@ sys.path.insert(0, str(ROOT / "build" / "collections"))
 
 import labcore  # noqa: E402
 
-from ansible_collections.airgap.renku.plugins.module_utils.registry import (  # noqa: E402
-    OCI_INDEX,
-    OCI_MANIFEST,
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_INDEX, OCI_MANIFEST  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (  # noqa: E402
     Manifest,
     Registry,
     sha256_digest,

@@ -17,7 +17,6 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
     LockError,
     attach_pull_secret,
@@ -28,6 +27,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import 
     rewrite_documents,
     values_overlay,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
 
 
 def _guard(name: str, func: Any, *args: Any) -> Any:

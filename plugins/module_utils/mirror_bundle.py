@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Dict, List, Optional
 
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     CopyStats,
     ImagePlan,
@@ -35,7 +34,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     plan_images,
     present_by_receipt,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.registry import (
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     CHUNK,
     Manifest,
     RegistryError,

@@ -23,7 +23,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover impor
     chart_source_args,
     helm_env,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"

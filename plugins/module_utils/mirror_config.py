@@ -19,7 +19,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import containers, document_name, pod_specs
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError, parse_image
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError, parse_image
 
 
 class LockError(ValueError):

@@ -31,7 +31,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.manifests impo
     parse_crd_path,
     pod_specs,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import (
     ImageRefError,
     candidates_in_arg,
     is_implicit_latest,

@@ -22,8 +22,8 @@ import hashlib
 import json
 from typing import List, Tuple
 
-from ansible_collections.airgap.renku.plugins.module_utils.registry import (
-    OCI_MANIFEST,
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
     Registry,
     sha256_digest,

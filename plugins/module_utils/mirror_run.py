@@ -12,7 +12,6 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     Endpoint,
     MirrorResult,
@@ -34,6 +33,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover impor
     confirm_candidates,
     discover,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 
 
 class MirrorParamError(ValueError):
@@ -262,7 +262,7 @@ def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
 
 def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import plan_chart, push_chart
-    from ansible_collections.airgap.renku.plugins.module_utils.registry import Registry
+    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
     dest = Registry(
         params["destination"],

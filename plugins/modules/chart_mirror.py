@@ -187,7 +187,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run_charts
-    from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError
+    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:
         result = run_charts(module.params, module.check_mode)

@@ -334,8 +334,8 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import ImageRefError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
@@ -398,7 +398,7 @@ def main() -> None:
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import BundleError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import DiscoveryError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run
-    from ansible_collections.airgap.renku.plugins.module_utils.registry import RegistryError
+    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:
         result = run(module.params, module.check_mode)

@@ -42,8 +42,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover impor
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
-from ansible_collections.airgap.renku.plugins.module_utils.registry import (
-    OCI_MANIFEST,
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
     Registry,
     RegistryError,
@@ -664,8 +664,8 @@ def test_images_only_in_env_and_crd_are_found_random_lookalike_is_not(lab_env, t
     conf = settings(lab_env, lab_env["REGISTRY_INTERNAL"], "unused")
     pool = RegistryPool(conf)
     try:
-        from ansible_collections.airgap.renku.plugins.module_utils.imageref import parse_image
         from ansible_collections.airgap.renku.plugins.module_utils.mirror import locate
+        from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 
         def exists(ref: str) -> bool:
             plan = locate(parse_image(ref), conf)

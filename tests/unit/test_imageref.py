@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils.imageref import (
+from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import (
     ImageRefError,
     candidates_in_arg,
     is_implicit_latest,

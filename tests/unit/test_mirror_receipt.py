@@ -9,7 +9,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import
     Receipt,
     receipt_repository,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.registry import sha256_digest
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import sha256_digest
 
 A = ("reg.site:5000/mirror/docker.io/library/alpine:3.20", "sha256:" + "a" * 64)
 B = ("reg.site:5000/mirror/docker.io/library/busybox:1.36", "sha256:" + "b" * 64)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils import registry
-from ansible_collections.airgap.renku.plugins.module_utils.registry import (
+from ansible_collections.airgap.renku.plugins.module_utils.oci import registry
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     CHUNK,
     RegistryError,
     _chunked,

@@ -24,12 +24,8 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlencode, urljoin, urlsplit
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES)
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES, MANIFEST_TYPES
+
 ACCEPT = ", ".join(MANIFEST_TYPES)
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 300)  # connect, read (seconds)
