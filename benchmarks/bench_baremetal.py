@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "build" / "collections"))
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (links build/collections/ansible_collections/airgap/renku)
 
-from ansible_collections.airgap.renku.plugins.module_utils import baremetal as bm  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import site as bm  # noqa: E402
 
 ROLES = ROOT / "roles"
 TEMPLATES = {

@@ -8,8 +8,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils import baremetal_check as check
-from ansible_collections.airgap.renku.plugins.module_utils.baremetal import (
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal.site import (
     InventoryError,
     build_site,
     dns_zones,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.airgap.renku.plugins.module_utils import baremetal as bm
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import site as bm
 
 NETWORKS = [
     {

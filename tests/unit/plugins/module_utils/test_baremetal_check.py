@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.airgap.renku.plugins.module_utils import baremetal as bm
-from ansible_collections.airgap.renku.plugins.module_utils import baremetal_check as check
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import site as bm
 
 NETWORKS = [{"name": "n", "subnet": "192.0.2.0/24"}, {"name": "edge", "subnet": "198.51.100.64/26"}]
 CLUSTER = {"name": "c", "base_domain": "example.org", "api_vip": "192.0.2.5", "ingress_vip": "192.0.2.6"}
