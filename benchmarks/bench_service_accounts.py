@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (links build/collections/ansible_collections/airgap/renku)
 from kubernetes import client, config  # noqa: E402
 
-from ansible_collections.airgap.renku.plugins.module_utils import kubeconfig as kc  # noqa: E402
-from ansible_collections.airgap.renku.plugins.module_utils import service_account as sa  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa  # noqa: E402
 
 NS = f"bench-sa-{os.getpid()}"
 

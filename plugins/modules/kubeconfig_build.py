@@ -220,13 +220,13 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils import kubeconfig as kc
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
     api_error_message,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.service_account import rest_json
+from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc
+from ansible_collections.airgap.renku.plugins.module_utils.remote.service_account import rest_json
 
 CHECK_SPEC: dict[str, dict[str, Any]] = {
     "verb": {"type": "str", "required": True},

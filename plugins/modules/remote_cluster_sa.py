@@ -195,7 +195,6 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils import service_account as sa
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBE_AUTH_ARGSPEC,
@@ -204,6 +203,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     api_error_message,
     build_api_client,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa
 
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     **KUBE_AUTH_ARGSPEC,

@@ -195,7 +195,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.airgap.renku.plugins.module_utils import renku_crc as crc
+from ansible_collections.airgap.renku.plugins.module_utils.remote import data_service as crc
 
 CLUSTER_SPEC: dict[str, dict[str, Any]] = {
     "name": {"type": "str", "required": True},

@@ -1,4 +1,4 @@
-"""module_utils/renku_crc.py against the published data-service spec (loaded from the shared reference)."""
+"""module_utils/remote/data_service.py against the published data-service spec (loaded from the shared reference)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest
 
-from ansible_collections.airgap.renku.plugins.module_utils import renku_crc as crc
+from ansible_collections.airgap.renku.plugins.module_utils.remote import data_service as crc
 
 SPEC_FILE = (
     Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "renku-data-services-crc-api.spec.yaml"

@@ -1,4 +1,4 @@
-"""Pure functions of module_utils/kubeconfig.py."""
+"""Pure functions of module_utils/deploy/kubeconfig.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 import pytest
 import yaml
 
-from ansible_collections.airgap.renku.plugins.module_utils import kubeconfig as kc
+from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
 

@@ -1,4 +1,4 @@
-"""Pure functions of module_utils/service_account.py; the default rules equal the shared reference."""
+"""Pure functions of module_utils/remote/service_account.py; the default rules equal the shared reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.airgap.renku.plugins.module_utils import service_account as sa
+from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "renku-remote-role-rules.yaml"
 
