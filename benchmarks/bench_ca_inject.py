@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "build" / "collections"))
 sys.path.insert(0, str(ROOT / "lab"))
 
-from ansible_collections.airgap.renku.plugins.module_utils import trust  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.platform import trust  # noqa: E402
 
 CHART = ROOT / "tests" / "fixtures" / "charts" / "renku-like"
 COPIES = 20

@@ -51,9 +51,9 @@ sys.path.insert(0, str(ROOT / "lab"))
 
 import labcore  # noqa: E402
 
-from ansible_collections.airgap.renku.plugins.module_utils import mirror_discover, trust  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils import mirror_discover  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml  # noqa: E402
-from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream, trust  # noqa: E402
 
 CHART = labcore.REFERENCE_CHARTS / "renku-2.19.3.tgz"
 VALUES = ["global.renku.domain=renku.lab.internal", "global.certificates.customCAs[0].secret=renku-custom-ca"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils.trust_kaniko import KanikoEditError, kaniko_image_build
+from ansible_collections.airgap.renku.plugins.module_utils.platform.kaniko import KanikoEditError, kaniko_image_build
 
 
 def kaniko_gitlab_ci(

@@ -373,9 +373,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils import release, trust
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
+from ansible_collections.airgap.renku.plugins.module_utils.platform import release, trust
 
 RUNTIME_CHOICES = list(trust.ALL_RUNTIMES)
 

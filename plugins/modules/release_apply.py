@@ -182,8 +182,8 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils import release
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube, kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 
 ARGUMENT_SPEC: dict[str, Any] = {
     **kube.KUBE_AUTH_ARGSPEC,

@@ -533,7 +533,7 @@ def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
 
 def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
     sys.path.insert(0, str(ROOT / "build" / "collections"))
-    from ansible_collections.airgap.renku.plugins.module_utils import trust
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
 
     out = subprocess.run(
         [lab_env["HELM"], "template", "pr", str(CHART), "--namespace", namespace, "--set", f"copies={copies}"],
@@ -549,7 +549,7 @@ def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
 def test_prune_removes_what_the_release_no_longer_renders(lab_env, api):
     from kubernetes.dynamic import DynamicClient
 
-    from ansible_collections.airgap.renku.plugins.module_utils import release
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 
     namespace = f"ca-prune-{WORKER}-{uuid.uuid4().hex[:5]}"
     dynamic = DynamicClient(api)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.airgap.renku.plugins.module_utils import trust
+from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
 
 NOW = dt.datetime.now(dt.UTC)
 

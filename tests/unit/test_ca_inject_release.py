@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.airgap.renku.plugins.module_utils import release
+from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 
 
 def job(name: str, hook: str | None = None, weight: str | None = None, policy: str | None = None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_collections.airgap.renku.plugins.module_utils.trust_kaniko import (
+from ansible_collections.airgap.renku.plugins.module_utils.platform.kaniko import (
     KanikoEditError,
     kaniko_image_build,
 )

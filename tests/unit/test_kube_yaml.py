@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.airgap.renku.plugins.module_utils import release, trust
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
     Discovered,
     load_manifest_file,
     scan_documents,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.platform import release, trust
 from ansible_collections.airgap.renku.plugins.modules import ca_inject
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.airgap.renku.plugins.module_utils import trust
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream, trust
 from ansible_collections.airgap.renku.plugins.modules import ca_inject, release_apply
 
 

@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
-    from ansible_collections.airgap.renku.plugins.module_utils import trust
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
     from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
     from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
     from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream

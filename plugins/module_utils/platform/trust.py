@@ -41,7 +41,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.manifests impo
     pod_specs,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
-from ansible_collections.airgap.renku.plugins.module_utils.release import release_digest
+from ansible_collections.airgap.renku.plugins.module_utils.platform.release import release_digest
 
 try:
     from cryptography import x509
