@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "build" / "collections"))
 sys.path.insert(0, str(ROOT / "lab"))
 
-from ansible_collections.airgap.renku.plugins.module_utils.platform import trust  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject  # noqa: E402
 
 CHART = ROOT / "tests" / "fixtures" / "charts" / "renku-like"
 COPIES = 20
@@ -79,8 +79,8 @@ def parse(manifest: str) -> list[dict]:
 
 
 def inject_documents(documents: list[dict], ca_pem: str, system_pem: str) -> dict:
-    cas, _ = trust.validate_cas([("ca", ca_pem)])
-    return trust.inject(documents, cas, system_pem, trust.InjectOptions(namespace="renku"))
+    cas, _ = ca.validate_cas([("ca", ca_pem)])
+    return inject.inject(documents, cas, system_pem, inject.InjectOptions(namespace="renku"))
 
 
 def scaled(documents: list[dict], count: int) -> list[dict]:
@@ -98,19 +98,19 @@ def main() -> int:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
     manifest = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
     ca_pem = lab_ca()
-    system_pem = Path(trust.default_system_bundle() or "/etc/ssl/certs/ca-certificates.crt").read_text()
+    system_pem = Path(ca.default_system_bundle() or "/etc/ssl/certs/ca-certificates.crt").read_text()
     documents = [d for d in yaml.safe_load_all(manifest) if d]
 
     helm_time = median_time(lambda: subprocess.run(argv, capture_output=True, check=True, env=env))
     inject_time = median_time(lambda: inject_documents(documents, ca_pem, system_pem))
     parse_time = median_time(lambda: parse(manifest))
 
-    cas, _ = trust.validate_cas([("ca", ca_pem)])
-    options = trust.InjectOptions(namespace="renku")
+    cas, _ = ca.validate_cas([("ca", ca_pem)])
+    options = inject.InjectOptions(namespace="renku")
     docs_1k, docs_10k = scaled(documents, 1000), scaled(documents, 10000)
     time_1k, time_10k = interleaved(
-        lambda: trust.inject(docs_1k, cas, system_pem, options),
-        lambda: trust.inject(docs_10k, cas, system_pem, options),
+        lambda: inject.inject(docs_1k, cas, system_pem, options),
+        lambda: inject.inject(docs_10k, cas, system_pem, options),
     )
 
     print(f"ca_inject_documents: {len(documents)}")

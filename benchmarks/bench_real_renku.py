@@ -17,12 +17,12 @@ lab's helm with the values the lab deploys with:
         --set global.renku.domain=renku.lab.internal --set 'global.certificates.customCAs[0].secret=renku-custom-ca'
 
 "CA transform" is what the `ca_inject` module does with `manifest:` (Helm's standard output) and `output: manifest`,
-as the helm_airgap role calls it: validate the CA (`trust.validate_cas`), then `trust.inject_manifest` (split the
+as the helm_airgap role calls it: validate the CA (`ca.validate_cas`), then `inject.inject_manifest` (split the
 text into documents, read as Kubernetes reads YAML only those that hold a pod template or may be a bundle object,
-patch every pod template, emit the bundle objects with the system roots of `trust.default_system_bundle()`, write
+patch every pod template, emit the bundle objects with the system roots of `ca.default_system_bundle()`, write
 the manifest back: untouched documents as their text, patched ones dumped), and the result's digest
-(`trust.manifest_digest`). The documents path (`output: documents`) is timed too: every document read
-(`kube_yaml.load_documents`), `trust.validate_cas`, `trust.inject`. The CA is the lab CA (.lab/pki/ca.crt), or a
+(`inject.manifest_digest`). The documents path (`output: documents`) is timed too: every document read
+(`kube_yaml.load_documents`), `ca.validate_cas`, `inject.inject`. The CA is the lab CA (.lab/pki/ca.crt), or a
 throwaway CA generated here when the lab has none. `helm template` time is the wall time of the process. The three
 alternate (text path, documents path, helm, text path ...) for ROUNDS rounds and the medians are compared, so
 drift in the machine's speed lands on all alike; each path's YAML read is printed on its own line.
@@ -53,7 +53,7 @@ import labcore  # noqa: E402
 
 from ansible_collections.airgap.renku.plugins.module_utils import mirror_discover  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml  # noqa: E402
-from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream, trust  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream  # noqa: E402
 
 CHART = labcore.REFERENCE_CHARTS / "renku-2.19.3.tgz"
 VALUES = ["global.renku.domain=renku.lab.internal", "global.certificates.customCAs[0].secret=renku-custom-ca"]
@@ -120,16 +120,16 @@ def interleaved(actions: list[Callable[[], object]], runs: int) -> list[float]:
 
 def ca_transform(manifest: str, pem: str, system_pem: str) -> dict:
     """What `ca_inject` does with `manifest:` and `output: manifest`."""
-    options = trust.InjectOptions(namespace="renku")
-    cas, _ = trust.validate_cas([("ca", pem)])
-    result = trust.inject_manifest(manifest, cas, system_pem, options)
-    result["digest"] = trust.manifest_digest(result["bundle"], result["parts"])
+    options = inject.InjectOptions(namespace="renku")
+    cas, _ = ca.validate_cas([("ca", pem)])
+    result = inject.inject_manifest(manifest, cas, system_pem, options)
+    result["digest"] = inject.manifest_digest(result["bundle"], result["parts"])
     return result
 
 
 def selective_read_s(manifest: str) -> float:
     """Median time of the text path's split + selective read (the YAML share of `ca_transform`)."""
-    kinds = trust.manifest_kinds(trust.InjectOptions(namespace="renku"))
+    kinds = inject.manifest_kinds(inject.InjectOptions(namespace="renku"))
     times = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
@@ -143,8 +143,8 @@ def ca_transform_documents(manifest: str, pem: str, system_pem: str, parse_times
     start = time.perf_counter()
     documents = kube_yaml.load_documents(manifest, "manifest")
     parse_times.append(time.perf_counter() - start)
-    cas, _ = trust.validate_cas([("ca", pem)])
-    return trust.inject(documents, cas, system_pem, trust.InjectOptions(namespace="renku"))
+    cas, _ = ca.validate_cas([("ca", pem)])
+    return inject.inject(documents, cas, system_pem, inject.InjectOptions(namespace="renku"))
 
 
 def discover(documents: list) -> mirror_discover.Discovered:
@@ -168,9 +168,9 @@ def main() -> int:
     for value in VALUES:
         argv += ["--set", value]
     pem, pem_source = ca_pem()
-    system_path = trust.default_system_bundle()
+    system_path = ca.default_system_bundle()
     if not system_path:
-        sys.exit("bench_real_renku: no system CA bundle found (trust.default_system_bundle())")
+        sys.exit("bench_real_renku: no system CA bundle found (ca.default_system_bundle())")
     system_pem = Path(system_path).read_text(encoding="utf-8", errors="replace")
 
     with tempfile.TemporaryDirectory(prefix="bench-real-renku-") as home:

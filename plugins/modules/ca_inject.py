@@ -375,9 +375,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
-from ansible_collections.airgap.renku.plugins.module_utils.platform import release, trust
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, java, kaniko, release
 
-RUNTIME_CHOICES = list(trust.ALL_RUNTIMES)
+RUNTIME_CHOICES = list(inject.ALL_RUNTIMES)
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "documents": {"type": "list", "elements": "raw"},
@@ -396,7 +396,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
         "type": "list",
         "elements": "str",
         "choices": RUNTIME_CHOICES,
-        "default": list(trust.DEFAULT_RUNTIMES),
+        "default": list(inject.DEFAULT_RUNTIMES),
     },
     "java_images": {"type": "list", "elements": "str"},
     "selectors": {
@@ -478,25 +478,25 @@ def _manifest_text(module: AnsibleModule) -> tuple[str, str]:
 
 
 def _transform(
-    module: AnsibleModule, cas: list[trust.CAInfo], options: trust.InjectOptions
+    module: AnsibleModule, cas: list[ca.CAInfo], options: inject.InjectOptions
 ) -> tuple[dict[str, Any], str]:
     """The transform of the input per `output`, and the digest of its result."""
     if module.params["output"] == "documents":
-        result = trust.inject(_documents(module), cas, _system_roots(module), options)
+        result = inject.inject(_documents(module), cas, _system_roots(module), options)
         return result, release.release_digest(result["bundle"] + result["documents"])
     text, name = _manifest_text(module)
     system = _system_roots(module)
     try:
-        result = trust.inject_manifest(text, cas, system, options, name)
+        result = inject.inject_manifest(text, cas, system, options, name)
     except kube_yaml.KubeYAMLError as exc:
         module.fail_json(msg=f"cannot read the documents: {exc}")
-    return result, trust.manifest_digest(result["bundle"], result.pop("parts"))
+    return result, inject.manifest_digest(result["bundle"], result.pop("parts"))
 
 
 def _system_roots(module: AnsibleModule) -> str:
     if not module.params["include_system_roots"]:
         return ""
-    path = module.params["system_bundle"] or trust.default_system_bundle()
+    path = module.params["system_bundle"] or ca.default_system_bundle()
     if not path:
         module.fail_json(msg="no system roots found on the controller; set 'system_bundle' to a PEM bundle")
     try:
@@ -507,7 +507,7 @@ def _system_roots(module: AnsibleModule) -> str:
     return ""
 
 
-def _options(module: AnsibleModule) -> trust.InjectOptions:
+def _options(module: AnsibleModule) -> inject.InjectOptions:
     params = module.params
     extra: dict[str, list[tuple[str, ...]]] = {}
     for expression in params["pod_spec_paths"]:
@@ -516,11 +516,11 @@ def _options(module: AnsibleModule) -> trust.InjectOptions:
         except ValueError as exc:
             module.fail_json(msg=f"pod_spec_paths: {exc}")
         extra.setdefault(kind, []).append(keys)
-    return trust.InjectOptions(
+    return inject.InjectOptions(
         bundle_name=params["bundle_name"],
         namespace=params["namespace"],
         runtimes=tuple(params["runtimes"]),
-        java_images=tuple(params["java_images"]) if params["java_images"] is not None else trust.DEFAULT_JAVA_IMAGES,
+        java_images=tuple(params["java_images"]) if params["java_images"] is not None else java.DEFAULT_JAVA_IMAGES,
         selectors=params["selectors"],
         overwrite=params["overwrite"],
         extra_paths=extra,
@@ -538,23 +538,23 @@ def main() -> None:
         required_one_of=[("documents", "src", "manifest"), ("ca_files", "ca_pems")],
         supports_check_mode=True,
     )
-    if not trust.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=trust.CRYPTOGRAPHY_IMPORT_ERROR)
+    if not ca.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=ca.CRYPTOGRAPHY_IMPORT_ERROR)
     if not kube_yaml.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     if module.params["image_builds"] and not module.params["kaniko_image"]:
         module.fail_json(msg="image_builds needs 'kaniko_image' (the kaniko executor in the internal registry)")
     try:
-        cas, warnings = trust.validate_cas(_ca_inputs(module), module.params["warn_days"])
-    except trust.CAError as exc:
+        cas, warnings = ca.validate_cas(_ca_inputs(module), module.params["warn_days"])
+    except ca.CAError as exc:
         module.fail_json(msg=f"CA refused, nothing was transformed: {exc}")
     for warning in warnings:
         module.warn(warning)
     options = _options(module)
     result, digest = _transform(module, cas, options)
-    custom = trust.build_bundle(cas, "")[1]
+    custom = ca.build_bundle(cas, "")[1]
     builds = [
-        trust.image_build(
+        kaniko.ca_image_build(
             b["image"],
             b["target"],
             custom,
@@ -575,7 +575,7 @@ def main() -> None:
         modified=result["modified"],
         digest=digest,
         namespaces=result["namespaces"],
-        cas=[ca.as_dict() for ca in cas],
+        cas=[accepted.as_dict() for accepted in cas],
         custom_bundle=custom,
         builds=builds,
         **extra,

@@ -533,7 +533,7 @@ def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
 
 def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
     sys.path.insert(0, str(ROOT / "build" / "collections"))
-    from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject
 
     out = subprocess.run(
         [lab_env["HELM"], "template", "pr", str(CHART), "--namespace", namespace, "--set", f"copies={copies}"],
@@ -541,8 +541,10 @@ def render_injected(lab_env, copies: int, namespace: str) -> list[dict]:
         text=True,
         check=True,
     ).stdout
-    cas, _unused = trust.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
-    result = trust.inject([d for d in yaml.safe_load_all(out) if d], cas, "", trust.InjectOptions(namespace=namespace))
+    cas, _unused = ca.validate_cas([("lab", Path(lab_env["LAB_CA"]).read_text())])
+    result = inject.inject(
+        [d for d in yaml.safe_load_all(out) if d], cas, "", inject.InjectOptions(namespace=namespace)
+    )
     return result["bundle"] + result["documents"]
 
 

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
+from ansible_collections.airgap.renku.plugins.module_utils.common import manifests
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, java, kaniko
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -47,8 +48,8 @@ ROOT_PEM, ROOT_KEY = make_cert("Site Root CA")
 SYSTEM_PEM, _unused = make_cert("Public Root")
 
 
-def cas() -> list[trust.CAInfo]:
-    accepted, _unused = trust.validate_cas([("site", ROOT_PEM)])
+def cas() -> list[ca.CAInfo]:
+    accepted, _unused = ca.validate_cas([("site", ROOT_PEM)])
     return accepted
 
 
@@ -138,10 +139,10 @@ def workloads() -> list[dict]:
 
 
 def run(documents: list[dict], **kwargs: object) -> dict:
-    options = trust.InjectOptions(
+    options = inject.InjectOptions(
         namespace="renku", extra_paths={"AmaltheaSession": [("spec", "template", "spec")]}, **kwargs
     )
-    return trust.inject(documents, cas(), SYSTEM_PEM, options)
+    return inject.inject(documents, cas(), SYSTEM_PEM, options)
 
 
 def env_of(container: dict) -> dict[str, str]:
@@ -150,7 +151,7 @@ def env_of(container: dict) -> dict[str, str]:
 
 def spec_of(result: dict, name: str) -> dict:
     doc = next(d for d in result["documents"] if d["metadata"]["name"] == name)
-    for ref in trust.pod_specs(doc, {"AmaltheaSession": [("spec", "template", "spec")]}):
+    for ref in manifests.pod_specs(doc, {"AmaltheaSession": [("spec", "template", "spec")]}):
         return ref.spec
     raise AssertionError(name)
 
@@ -160,7 +161,7 @@ def spec_of(result: dict, name: str) -> dict:
 
 
 def test_valid_ca_is_accepted_with_its_fingerprint():
-    accepted, warnings = trust.validate_cas([("site", ROOT_PEM)])
+    accepted, warnings = ca.validate_cas([("site", ROOT_PEM)])
     assert [c.subject for c in accepted] == ["CN=Site Root CA"]
     assert len(accepted[0].sha256) == 64
     assert warnings == []
@@ -180,15 +181,15 @@ def test_valid_ca_is_accepted_with_its_fingerprint():
     ],
 )
 def test_bad_ca_inputs_are_refused_naming_the_input(text, message):
-    with pytest.raises(trust.CAError, match=message) as info:
-        trust.validate_cas([("ca_files[0] (/tmp/x.crt)", text)])
+    with pytest.raises(ca.CAError, match=message) as info:
+        ca.validate_cas([("ca_files[0] (/tmp/x.crt)", text)])
     assert str(info.value).startswith("ca_files[0] (/tmp/x.crt)")
 
 
 def test_near_expiry_and_missing_key_usage_warn():
     soon, _unused = make_cert("Soon Root", days=10)
     plain, _unused = make_cert("Plain Root", key_usage=False)
-    accepted, warnings = trust.validate_cas([("a", soon), ("b", plain)], warn_days=30)
+    accepted, warnings = ca.validate_cas([("a", soon), ("b", plain)], warn_days=30)
     assert len(accepted) == 2
     assert any("expires in" in w and w.startswith("a:") for w in warnings)
     assert any("no keyUsage" in w and w.startswith("b:") for w in warnings)
@@ -196,13 +197,13 @@ def test_near_expiry_and_missing_key_usage_warn():
 
 def test_a_file_with_two_cas_yields_both():
     other, _unused = make_cert("Intermediate CA")
-    accepted, _unused = trust.validate_cas([("chain", ROOT_PEM + other)])
+    accepted, _unused = ca.validate_cas([("chain", ROOT_PEM + other)])
     assert [c.source for c in accepted] == ["chain (certificate 1)", "chain (certificate 2)"]
 
 
 def test_no_ca_at_all_is_refused():
-    with pytest.raises(trust.CAError, match="no CA given"):
-        trust.validate_cas([])
+    with pytest.raises(ca.CAError, match="no CA given"):
+        ca.validate_cas([])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,11 +211,11 @@ def test_no_ca_at_all_is_refused():
 
 
 def test_bundle_is_system_roots_plus_custom_without_duplicates():
-    full, custom = trust.build_bundle(cas() + cas(), SYSTEM_PEM)
+    full, custom = ca.build_bundle(cas() + cas(), SYSTEM_PEM)
     assert full.count("BEGIN CERTIFICATE") == 2
     assert full.index(SYSTEM_PEM.strip()) < full.index(ROOT_PEM.strip())
     assert custom.count("BEGIN CERTIFICATE") == 1
-    full_again, _unused = trust.build_bundle(cas(), SYSTEM_PEM + ROOT_PEM)
+    full_again, _unused = ca.build_bundle(cas(), SYSTEM_PEM + ROOT_PEM)
     assert full_again.count("BEGIN CERTIFICATE") == 2
 
 
@@ -232,8 +233,8 @@ def test_bundle_objects_in_every_namespace_involved():
     secret = next(o for o in result["bundle"] if o["kind"] == "Secret")
     assert base64.b64decode(secret["data"]["custom-ca.crt"]).decode() == ROOT_PEM
     config_map = next(o for o in result["bundle"] if o["kind"] == "ConfigMap")
-    assert "keytool -importcert" in config_map["data"][trust.JAVA_SCRIPT_KEY]
-    assert SYSTEM_PEM in config_map["data"][trust.BUNDLE_KEY]
+    assert "keytool -importcert" in config_map["data"][java.JAVA_SCRIPT_KEY]
+    assert SYSTEM_PEM in config_map["data"][ca.BUNDLE_KEY]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,7 +409,7 @@ def test_value_from_java_options_is_kept():
 
 
 def test_image_build_dockerfile_and_kaniko_job():
-    build = trust.image_build(
+    build = kaniko.ca_image_build(
         "reg.internal/jupyterhub/k8s-hub:4.0.0",
         "reg.internal/site/k8s-hub:4.0.0-ca",
         ROOT_PEM,

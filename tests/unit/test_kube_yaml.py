@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifests
 from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
     Discovered,
     load_manifest_file,
     scan_documents,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.platform import release, trust
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, release
 from ansible_collections.airgap.renku.plugins.modules import ca_inject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,13 +133,13 @@ def make_ca() -> str:
 CA_PEM = make_ca()
 
 
-def inject(documents: list) -> dict:
-    cas, _warnings = trust.validate_cas([("site", CA_PEM)])
-    return trust.inject(documents, cas, "", trust.InjectOptions(namespace="renku"))
+def inject_site_ca(documents: list) -> dict:
+    cas, _warnings = ca.validate_cas([("site", CA_PEM)])
+    return inject.inject(documents, cas, "", inject.InjectOptions(namespace="renku"))
 
 
 def pod_spec(document: dict) -> dict:
-    return next(trust.pod_specs(document)).spec
+    return next(manifests.pod_specs(document)).spec
 
 
 def env_names(container: dict) -> list[str]:
@@ -210,7 +210,7 @@ def test_dumped_strings_read_back_as_strings_by_any_reader():
 def test_blank_init_containers_of_a_java_statefulset_get_our_init_container_first():
     documents = kube_yaml.load_documents(SOLR)
     before = copy.deepcopy(documents)
-    result = inject(documents)
+    result = inject_site_ca(documents)
     spec = pod_spec(result["documents"][0])
     assert [c["name"] for c in spec["initContainers"]] == ["airgap-ca-java-solr"]
     solr = spec["containers"][0]
@@ -222,8 +222,8 @@ def test_blank_init_containers_of_a_java_statefulset_get_our_init_container_firs
 
 
 def test_second_pass_over_the_output_changes_nothing():
-    first = inject(kube_yaml.load_documents(SOLR + "---\n" + HOOK))
-    second = inject(first["documents"] + first["bundle"])
+    first = inject_site_ca(kube_yaml.load_documents(SOLR + "---\n" + HOOK))
+    second = inject_site_ca(first["documents"] + first["bundle"])
     assert second["documents"] == first["documents"]
     assert second["bundle"] == first["bundle"]
     assert second["modified"] is False
@@ -233,12 +233,12 @@ def test_a_java_init_container_goes_before_blank_and_existing_items():
     text = SOLR.replace(
         "      initContainers:\n", "      initContainers:\n      - name: wait\n        image: busybox\n"
     )
-    spec = pod_spec(inject(kube_yaml.load_documents(text))["documents"][0])
+    spec = pod_spec(inject_site_ca(kube_yaml.load_documents(text))["documents"][0])
     assert [c["name"] for c in spec["initContainers"]] == ["airgap-ca-java-solr", "wait"]
 
 
 def test_hook_with_blank_annotations_is_patched_like_any_job():
-    result = inject(kube_yaml.load_documents(HOOK))
+    result = inject_site_ca(kube_yaml.load_documents(HOOK))
     entry = result["report"][0]
     assert (entry["workload"], entry["hook"]) == ("Job/renku-db-init", None)
     container = pod_spec(result["documents"][0])["containers"][0]
@@ -247,9 +247,9 @@ def test_hook_with_blank_annotations_is_patched_like_any_job():
 
 def test_blank_metadata_and_null_names_do_not_break_selectors():
     text = "kind: Pod\nmetadata:\nspec:\n  containers:\n  - name:\n    image: python:3.12\n  -\n"
-    options = trust.InjectOptions(selectors=[{"workload": "^$", "container": "^$", "runtimes": ["python"]}])
-    cas, _warnings = trust.validate_cas([("site", CA_PEM)])
-    result = trust.inject(kube_yaml.load_documents(text), cas, "", options)
+    options = inject.InjectOptions(selectors=[{"workload": "^$", "container": "^$", "runtimes": ["python"]}])
+    cas, _warnings = ca.validate_cas([("site", CA_PEM)])
+    result = inject.inject(kube_yaml.load_documents(text), cas, "", options)
     assert result["report"][0]["workload"] == "Pod/<unnamed>"
     assert env_names(result["documents"][0]["spec"]["containers"][0]) == ["REQUESTS_CA_BUNDLE"]
 
@@ -261,7 +261,7 @@ def test_ca_inject_module_reads_manifest_text_as_kubernetes_does():
     assert [d["kind"] for d in documents] == ["CustomResourceDefinition", "StatefulSet"]
     module.params.update(documents=[None, {}, *documents], manifest=None)
     assert ca_inject._documents(module) == documents
-    result = inject(documents)
+    result = inject_site_ca(documents)
     assert len(release.release_digest(result["bundle"] + result["documents"] + [None])) == 64
 
 

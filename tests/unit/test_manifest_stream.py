@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream, trust
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream
 from ansible_collections.airgap.renku.plugins.modules import ca_inject, release_apply
 
 
@@ -198,20 +198,20 @@ def rendered(password: str = "c2VjcmV0") -> str:
     return "".join("---\n" + d for d in documents)
 
 
-def options() -> trust.InjectOptions:
-    return trust.InjectOptions(namespace="renku", extra_namespaces=("renku-sessions",))
+def options() -> inject.InjectOptions:
+    return inject.InjectOptions(namespace="renku", extra_namespaces=("renku-sessions",))
 
 
 def text_path(text: str) -> dict:
-    cas, _warnings = trust.validate_cas([("site", CA_PEM)])
-    result = trust.inject_manifest(text, cas, SYSTEM_PEM, options())
-    result["digest"] = trust.manifest_digest(result["bundle"], result["parts"])
+    cas, _warnings = ca.validate_cas([("site", CA_PEM)])
+    result = inject.inject_manifest(text, cas, SYSTEM_PEM, options())
+    result["digest"] = inject.manifest_digest(result["bundle"], result["parts"])
     return result
 
 
 def documents_path(text: str) -> dict:
-    cas, _warnings = trust.validate_cas([("site", CA_PEM)])
-    return trust.inject(kube_yaml.load_documents(text), cas, SYSTEM_PEM, options())
+    cas, _warnings = ca.validate_cas([("site", CA_PEM)])
+    return inject.inject(kube_yaml.load_documents(text), cas, SYSTEM_PEM, options())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -394,12 +394,12 @@ def test_a_yaml_error_names_the_line_of_the_whole_manifest():
 def test_pod_spec_paths_kinds_are_read():
     session = "apiVersion: amalthea.dev/v1alpha1\nkind: AmaltheaSession\nmetadata:\n  name: s\n"
     session += "spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: jupyter:1\n"
-    cas, _warnings = trust.validate_cas([("site", CA_PEM)])
-    plain = trust.inject_manifest(session, cas, "", trust.InjectOptions())
+    cas, _warnings = ca.validate_cas([("site", CA_PEM)])
+    plain = inject.inject_manifest(session, cas, "", inject.InjectOptions())
     assert plain["manifest"] == "---\n" + session and plain["report"] == []
-    opts = trust.InjectOptions(extra_paths={"AmaltheaSession": [("spec", "template", "spec")]})
-    assert "AmaltheaSession" in trust.manifest_kinds(opts)
-    patched = trust.inject_manifest(session, cas, "", opts)
+    opts = inject.InjectOptions(extra_paths={"AmaltheaSession": [("spec", "template", "spec")]})
+    assert "AmaltheaSession" in inject.manifest_kinds(opts)
+    patched = inject.inject_manifest(session, cas, "", opts)
     assert [r["workload"] for r in patched["report"]] == ["AmaltheaSession/s"]
 
 

@@ -113,5 +113,11 @@ def containers(spec: dict) -> Iterator[tuple[str, dict]]:
                 yield list_name, container
 
 
+def item_name(item: Any) -> str:
+    """The name of a container, variable, mount or volume ("" for a null item or name)."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return "" if name is None else str(name)
+
+
 def is_helm_hook(document: dict) -> bool:
     return "helm.sh/hook" in annotations_of(document)

@@ -1,7 +1,8 @@
 # Copyright: airgap.renku contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Rewrite a Renku project template's `.gitlab-ci.yml` so its image build uses kaniko and trusts the site CA.
+"""Images built with kaniko, trusting the site CA.
 
+`kaniko_image_build` rewrites a Renku project template's `.gitlab-ci.yml` so its image build uses kaniko.
 Renku templates build session images with Docker-in-Docker, which needs privileged runners and
 trusts only public CAs. The `image_build` job is replaced by the kaniko executor, with the site CA
 (a GitLab file-type CI variable) appended to `/kaniko/ssl/certs/additional-ca-cert-bundle.crt`.
@@ -9,11 +10,18 @@ trusts only public CAs. The `image_build` job is replaced by the kaniko executor
 The edit is textual so everything else in the file stays byte-for-byte as it was: other jobs,
 comments, anchors, the job's own keys other than `image`, `services`, `before_script` and `script`,
 and the shell lines of the original script that are not docker commands.
+
+`ca_image_build` is the last resort for images where no variable works (the `ca_inject` module's
+`image_builds`): a Dockerfile baking the CA into the image, and the kaniko Job that builds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from typing import Any
+
+from ansible_collections.airgap.renku.plugins.module_utils.platform.ca import CUSTOM_KEY
 
 MARKER = "# image built with kaniko, trusting the site CA (airgap.renku)"
 KANIKO_BUNDLE = "/kaniko/ssl/certs/additional-ca-cert-bundle.crt"
@@ -147,3 +155,83 @@ def _kaniko_entries(
         *(f"{inner}{command}" for command in script),
     ]
     return [line + newline for line in out]
+
+
+# --------------------------------------------------------------------------------------------------
+# last resort for images where no variable works: bake the CA in
+
+
+def ca_image_build(
+    image: str,
+    target: str,
+    custom_pem: str,
+    kaniko_image: str,
+    namespace: str,
+    registry_secret: str,
+    bundle_name: str,
+    user: str | None = None,
+) -> dict[str, Any]:
+    """Dockerfile adding the CA with update-ca-certificates, and the kaniko Job that builds it."""
+    digest = hashlib.sha256((image + target + custom_pem).encode()).hexdigest()[:10]
+    name = re.sub(r"[^a-z0-9-]+", "-", f"ca-image-{target.rsplit('/', 1)[-1]}".lower()).strip("-")[:52]
+    name = f"{name}-{digest[:6]}"
+    lines = [
+        f"FROM {image}",
+        "USER root",
+        f"COPY {CUSTOM_KEY} /usr/local/share/ca-certificates/airgap-custom-ca.crt",
+        "RUN update-ca-certificates",
+    ]
+    if user:
+        lines.append(f"USER {user}")
+    dockerfile = "\n".join(lines) + "\n"
+    context = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"Dockerfile": dockerfile, CUSTOM_KEY: custom_pem},
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "backoffLimit": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "kaniko",
+                            "image": kaniko_image,
+                            "args": [
+                                "--context=dir:///workspace",
+                                "--dockerfile=/workspace/Dockerfile",
+                                f"--destination={target}",
+                            ],
+                            "volumeMounts": [
+                                {"name": "context", "mountPath": "/workspace"},
+                                {"name": "docker-config", "mountPath": "/kaniko/.docker"},
+                                {
+                                    "name": "ca",
+                                    "mountPath": "/kaniko/ssl/certs/additional-ca-cert-bundle.crt",
+                                    "subPath": CUSTOM_KEY,
+                                },
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "context", "configMap": {"name": name}},
+                        {
+                            "name": "docker-config",
+                            "secret": {
+                                "secretName": registry_secret,
+                                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                            },
+                        },
+                        {"name": "ca", "configMap": {"name": bundle_name}},
+                    ],
+                }
+            },
+        },
+    }
+    return {"image": image, "target": target, "dockerfile": dockerfile, "objects": [context, job]}

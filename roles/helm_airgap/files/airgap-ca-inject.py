@@ -21,16 +21,15 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
-    from ansible_collections.airgap.renku.plugins.module_utils.platform import trust
     from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
     from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
-    from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream
 
     try:
-        cas, warnings = trust.validate_cas(
+        cas, warnings = ca.validate_cas(
             [(f"ca_pems[{i}]", pem) for i, pem in enumerate(config["ca_pems"])], config.get("warn_days", 30)
         )
-    except trust.CAError as exc:
+    except ca.CAError as exc:
         print(f"airgap-ca-inject: CA refused: {exc}", file=sys.stderr)
         return 1
     for warning in warnings:
@@ -39,10 +38,10 @@ def main(argv: list[str]) -> int:
     for expression in config.get("pod_spec_paths", []):
         kind, keys = parse_crd_path(expression)
         extra.setdefault(kind, []).append(keys)
-    options = trust.InjectOptions(
+    options = inject.InjectOptions(
         bundle_name=config.get("bundle_name", "airgap-ca-bundle"),
         namespace=config.get("namespace", "default"),
-        runtimes=tuple(config.get("runtimes", trust.DEFAULT_RUNTIMES)),
+        runtimes=tuple(config.get("runtimes", inject.DEFAULT_RUNTIMES)),
         selectors=config.get("selectors", []),
         overwrite=config.get("overwrite", False),
         extra_paths=extra,
@@ -56,7 +55,7 @@ def main(argv: list[str]) -> int:
     try:
         text = sys.stdin.buffer.read().decode("utf-8")
         # only the documents the transform may change are read; the others go back out as Helm rendered them
-        result = trust.inject_manifest(text, cas, system, options, "the rendered manifests")
+        result = inject.inject_manifest(text, cas, system, options, "the rendered manifests")
     except UnicodeDecodeError as exc:
         print(f"airgap-ca-inject: the rendered manifests are not UTF-8 text ({exc.reason})", file=sys.stderr)
         return 1

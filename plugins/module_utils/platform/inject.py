@@ -1,16 +1,13 @@
 # Copyright: airgap.renku contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Make every container of a set of Kubernetes documents trust a private root CA.
+"""Make every container of a set of Kubernetes documents trust the site CA (the CAs `ca.validate_cas` accepted).
 
 A pure transform (no cluster access), used by the `ca_inject` module, the pipeline role's Helm 4
 post-renderer and the benchmark:
 
-1. `validate_cas` checks each CA input (PEM parses, is a CA, may sign certificates, is valid now);
-2. `build_bundle` concatenates the system roots and the custom CAs: several variables below
-   *replace* the default store, so a bundle with only the private CA would break public TLS;
-3. `inject` patches every pod template (via `manifests.pod_specs`) per runtime and emits the
-   ConfigMap and Secret carrying the bundle in every namespace involved;
-4. `inject_manifest` does the same over multi-document YAML text (what `helm template` prints and a Helm
+1. `inject` patches every pod template (via `manifests.pod_specs`) per runtime (Java through `java`) and
+   emits the ConfigMap and Secret carrying the bundle (`ca.build_bundle`) in every namespace involved;
+2. `inject_manifest` does the same over multi-document YAML text (what `helm template` prints and a Helm
    post-renderer reads), parsing only the documents `inject` may change and writing the others back as
    their original text (`platform.manifest_stream`).
 
@@ -22,10 +19,8 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime as dt
 import gc
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -36,40 +31,26 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.manifests impo
     containers,
     document_name,
     is_helm_hook,
+    item_name,
     list_field,
     metadata_of,
     pod_specs,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.platform import manifest_stream
-from ansible_collections.airgap.renku.plugins.module_utils.platform.release import release_digest
-
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - reported through missing_required_lib
-    import traceback
-
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.airgap.renku.plugins.module_utils.platform import java, manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.platform.ca import (
+    BUNDLE_KEY,
+    CUSTOM_KEY,
+    CAInfo,
+    build_bundle,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.platform.release import (
+    ALWAYS_APPLY_ANNOTATION,
+    release_digest,
+)
 
 MOUNT_DIR = "/etc/airgap-ca"
-BUNDLE_KEY = "ca-bundle.crt"
-CUSTOM_KEY = "custom-ca.crt"
-JAVA_SCRIPT_KEY = "build-java-truststore.sh"
 BUNDLE_VOLUME = "airgap-ca-bundle"
-JAVA_VOLUME = "airgap-ca-java"
-JAVA_DIR = "/var/run/airgap-ca/java"
-JAVA_INIT_PREFIX = "airgap-ca-java-"
 MANAGED_BY = "airgap.renku.ca_inject"
-ALWAYS_APPLY_ANNOTATION = "airgap.renku/always-apply"
-SYSTEM_BUNDLE_CANDIDATES = (
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
-    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora
-    "/etc/ssl/ca-bundle.pem",  # SUSE
-)
 
 # runtime -> (variable, which file it points at). Go and OpenSSL read the same variable.
 RUNTIME_ENV: dict[str, tuple[tuple[str, str], ...]] = {
@@ -86,64 +67,6 @@ RUNTIME_ENV: dict[str, tuple[tuple[str, str], ...]] = {
 }
 ALL_RUNTIMES = tuple(RUNTIME_ENV)
 DEFAULT_RUNTIMES = ("python", "openssl", "go", "git", "node", "grpc", "pip", "aws")
-# images whose main process is a JVM; they get the Java trust store on top of the defaults
-DEFAULT_JAVA_IMAGES = (
-    r"(^|/)(eclipse-temurin|openjdk|amazoncorretto|ibm-semeru-runtimes|sapmachine|java|jre|jdk)[:@]",
-    r"(^|/)keycloak(x)?[:@]",
-    r"(^|/)(jenkins|elasticsearch|opensearch|kafka|zookeeper|solr|tomcat|jetty|sonarqube|nexus3)[:@/]",
-)
-
-# The script the Java init container runs (and that tests run with the machine's keytool): copy the
-# image's own cacerts, import each custom CA, point JAVA_TOOL_OPTIONS at the result.
-JAVA_TRUSTSTORE_SCRIPT = r"""#!/bin/sh
-# Build a Java trust store: the image's own cacerts plus the custom CAs (airgap.renku.ca_inject).
-set -eu
-out="${AIRGAP_TRUSTSTORE:-/var/run/airgap-ca/java/cacerts}"
-src="${AIRGAP_CUSTOM_CA:-/etc/airgap-ca/custom-ca.crt}"
-pass="${AIRGAP_TRUSTSTORE_PASSWORD:-changeit}"
-base=""
-for c in "${JAVA_HOME:-/nonexistent}/lib/security/cacerts" "${JAVA_HOME:-/nonexistent}/jre/lib/security/cacerts" \
-         /etc/ssl/certs/java/cacerts /opt/java/openjdk/lib/security/cacerts; do
-  if [ -f "$c" ]; then base="$c"; break; fi
-done
-if [ -z "$base" ] && command -v java >/dev/null 2>&1; then
-  home="$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")"
-  if [ -f "$home/lib/security/cacerts" ]; then base="$home/lib/security/cacerts"; fi
-fi
-mkdir -p "$(dirname "$out")"
-rm -f "$out.tmp"
-if [ -n "$base" ]; then cp "$base" "$out.tmp"; chmod u+w "$out.tmp"; fi
-work="$(dirname "$out")/.import-$$"
-mkdir -p "$work"
-awk -v d="$work" '/-----BEGIN CERTIFICATE-----/ {n++; f=sprintf("%s/ca-%03d.crt", d, n)}
-  f {print > f}
-  /-----END CERTIFICATE-----/ {close(f); f=""}' "$src"
-for f in "$work"/ca-*.crt; do
-  [ -f "$f" ] || { echo "no certificate in $src" >&2; exit 1; }
-  keytool -importcert -noprompt -alias "airgap-$(basename "$f" .crt)" -file "$f" \
-    -keystore "$out.tmp" -storepass "$pass" >/dev/null
-done
-count="$(ls "$work" | wc -l)"
-rm -rf "$work"
-mv "$out.tmp" "$out"
-echo "trust store $out: ${base:-new store} + $count custom CA(s)"
-"""
-
-
-class CAError(ValueError):
-    """A CA input that must not be trusted; the message names the input and the fix."""
-
-
-@dataclass
-class CAInfo:
-    source: str
-    subject: str
-    sha256: str
-    not_after: str
-    pem: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "subject": self.subject, "sha256": self.sha256, "not_after": self.not_after}
 
 
 @dataclass
@@ -151,7 +74,7 @@ class InjectOptions:
     bundle_name: str = "airgap-ca-bundle"
     namespace: str = "default"
     runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
-    java_images: tuple[str, ...] = DEFAULT_JAVA_IMAGES
+    java_images: tuple[str, ...] = java.DEFAULT_JAVA_IMAGES
     selectors: list[dict[str, Any]] = field(default_factory=list)
     overwrite: bool = False
     extra_paths: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
@@ -163,129 +86,7 @@ class InjectOptions:
 
 
 # --------------------------------------------------------------------------------------------------
-# CA validation
-
-
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
-_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-
-
-def validate_cas(
-    inputs: Iterable[tuple[str, str]], warn_days: int = 30, now: dt.datetime | None = None
-) -> tuple[list[CAInfo], list[str]]:
-    """Check each (source name, PEM text); return the accepted CAs and warnings. Raises CAError."""
-    now = now or dt.datetime.now(dt.UTC)
-    accepted: list[CAInfo] = []
-    warnings: list[str] = []
-    for source, text in inputs:
-        blocks = list(_PEM_BLOCK.finditer(text or ""))
-        if any("PRIVATE KEY" in b.group(1) for b in blocks):
-            raise CAError(f"{source}: contains a private key; give the CA certificate only, never its key")
-        certs = [b.group(0) for b in blocks if b.group(1) in ("CERTIFICATE", "TRUSTED CERTIFICATE")]
-        if not certs:
-            raise CAError(f"{source}: no PEM certificate found (expected '-----BEGIN CERTIFICATE-----')")
-        for index, pem in enumerate(certs):
-            name = source if len(certs) == 1 else f"{source} (certificate {index + 1})"
-            info, warning = _check_ca(name, pem, warn_days, now)
-            accepted.append(info)
-            if warning:
-                warnings.append(warning)
-    if not accepted:
-        raise CAError("no CA given: set at least one CA file or PEM")
-    return accepted, warnings
-
-
-def _check_ca(source: str, pem: str, warn_days: int, now: dt.datetime) -> tuple[CAInfo, str | None]:
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except ValueError as exc:
-        raise CAError(f"{source}: the certificate does not parse ({exc})") from exc
-    subject = cert.subject.rfc4514_string()
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        basic = None
-    if basic is None or not basic.ca:
-        raise CAError(
-            f"{source}: '{subject}' is not a CA (basicConstraints CA:TRUE missing); give the root or "
-            "intermediate CA that signed it, not a server certificate"
-        )
-    warning = None
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            raise CAError(f"{source}: '{subject}' may not sign certificates (keyUsage lacks keyCertSign)")
-    except x509.ExtensionNotFound:
-        warning = f"{source}: '{subject}' has no keyUsage extension; accepted as a CA by basicConstraints"
-    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    if now < not_before:
-        raise CAError(f"{source}: '{subject}' is not valid before {not_before.isoformat()}")
-    if now > not_after:
-        raise CAError(f"{source}: '{subject}' expired on {not_after.isoformat()}; renew the CA first")
-    if not_after - now < dt.timedelta(days=warn_days):
-        days = (not_after - now).days
-        warning = f"{source}: '{subject}' expires in {days} day(s) ({not_after.isoformat()}); plan its renewal"
-    sha256 = cert.fingerprint(hashes.SHA256()).hex()
-    clean = cert.public_bytes(serialization.Encoding.PEM).decode()
-    return CAInfo(source, subject, sha256, not_after.isoformat(), clean), warning
-
-
-# --------------------------------------------------------------------------------------------------
-# bundle
-
-
-def default_system_bundle() -> str | None:
-    """The controller's system roots: certifi when installed, else the distribution's bundle."""
-    try:
-        import certifi
-
-        return certifi.where()
-    except ImportError:
-        pass
-    return next((p for p in SYSTEM_BUNDLE_CANDIDATES if os.path.isfile(p)), None)
-
-
-def build_bundle(cas: list[CAInfo], system_pem: str) -> tuple[str, str]:
-    """(full bundle, custom-only bundle); custom CAs already among the system roots are not repeated."""
-    custom = "".join(_dedupe([ca.pem for ca in cas]))
-    system_blocks = _certificate_blocks(system_pem)
-    extra = [ca.pem for ca in cas if not _among(ca.pem, system_pem, system_blocks)]
-    full = "".join(system_blocks) + "".join(_dedupe(extra))
-    return full, custom
-
-
-def _certificate_blocks(text: str) -> list[str]:
-    """The CERTIFICATE blocks of a bundle (comments and other blocks dropped); string ops, no regex."""
-    blocks = []
-    for part in text.split(_END)[:-1]:
-        start = part.find(_BEGIN)
-        if start >= 0:
-            blocks.append(part[start:] + _END + "\n")
-    return blocks
-
-
-def _among(pem: str, text: str, blocks: list[str]) -> bool:
-    """Whether the certificate `pem` is one of `blocks` (cheap pre-check on its first base64 line)."""
-    lines = pem.strip().splitlines()
-    if len(lines) < 3 or lines[1] not in text:
-        return False
-    wanted = _normalise(pem)
-    return any(_normalise(block) == wanted for block in blocks if lines[1] in block)
-
-
-def _normalise(pem: str) -> str:
-    return "".join(pem.split())
-
-
-def _dedupe(pems: list[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for pem in pems:
-        key = _normalise(pem)
-        if key not in seen:
-            seen.add(key)
-            out.append(pem if pem.endswith("\n") else pem + "\n")
-    return out
+# bundle objects
 
 
 def bundle_objects(full: str, custom: str, namespaces: Iterable[str], options: InjectOptions) -> list[dict]:
@@ -304,7 +105,7 @@ def bundle_objects(full: str, custom: str, namespaces: Iterable[str], options: I
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": copy.deepcopy(meta),
-                "data": {BUNDLE_KEY: full, CUSTOM_KEY: custom, JAVA_SCRIPT_KEY: JAVA_TRUSTSTORE_SCRIPT},
+                "data": {BUNDLE_KEY: full, CUSTOM_KEY: custom, java.JAVA_SCRIPT_KEY: java.JAVA_TRUSTSTORE_SCRIPT},
             }
         )
         if options.emit_secret:
@@ -352,12 +153,6 @@ def runtimes_for(document: dict, list_name: str, container: dict, options: Injec
     if "java" not in runtimes and any(re.search(p, facts["image"]) for p in options.java_images):
         runtimes += ("java",)
     return runtimes
-
-
-def _name(item: Any) -> str:
-    """The name of a container, variable, mount or volume ("" for a null item or name)."""
-    name = item.get("name") if isinstance(item, dict) else None
-    return "" if name is None else str(name)
 
 
 def _set_env(container: dict, name: str, value: str, overwrite: bool) -> str:
@@ -421,21 +216,6 @@ def _ensure_volume(spec: dict, volume: dict) -> bool:
     return True
 
 
-def _java_paths(container_name: str) -> tuple[str, str]:
-    directory = f"{JAVA_DIR}/{container_name}"
-    return directory, f"{directory}/cacerts"
-
-
-def _java_options(existing: str | None, store: str, password: str) -> str | None:
-    """JAVA_TOOL_OPTIONS with our trust store appended; None when a trust store is already chosen."""
-    flags = f"-Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStorePassword={password}"
-    if not existing:
-        return flags
-    if "-Djavax.net.ssl.trustStore=" in existing:
-        return None
-    return f"{existing} {flags}"
-
-
 def _bundle_env(options: InjectOptions) -> list[dict]:
     """The variables of the configured runtimes, each once, pointing into the mounted bundle."""
     env: dict[str, str] = {}
@@ -443,31 +223,6 @@ def _bundle_env(options: InjectOptions) -> list[dict]:
         for variable, key in RUNTIME_ENV.get(runtime, ()):
             env.setdefault(variable, f"{options.mount_dir}/{key}")
     return [{"name": name, "value": value} for name, value in env.items()]
-
-
-def _java_init_container(container: dict, options: InjectOptions) -> dict:
-    store = _java_paths(_name(container))[1]
-    init = {
-        "name": (JAVA_INIT_PREFIX + _name(container))[:63],
-        "image": container.get("image") or "",
-        "command": ["sh", f"{options.mount_dir}/{JAVA_SCRIPT_KEY}"],
-        "env": [
-            {"name": "AIRGAP_TRUSTSTORE", "value": store},
-            {"name": "AIRGAP_CUSTOM_CA", "value": f"{options.mount_dir}/{CUSTOM_KEY}"},
-            {"name": "AIRGAP_TRUSTSTORE_PASSWORD", "value": options.java_truststore_password},
-            # like every other container: tools the image runs before the JVM trust the CA too
-            *_bundle_env(options),
-        ],
-        "volumeMounts": [
-            {"name": BUNDLE_VOLUME, "mountPath": options.mount_dir, "readOnly": True},
-            {"name": JAVA_VOLUME, "mountPath": JAVA_DIR, "readOnly": False},
-        ],
-    }
-    if container.get("imagePullPolicy"):
-        init["imagePullPolicy"] = container["imagePullPolicy"]
-    if container.get("securityContext"):
-        init["securityContext"] = copy.deepcopy(container["securityContext"])
-    return init
 
 
 def _ensure_init_first(spec: dict, init: dict) -> bool:
@@ -479,7 +234,7 @@ def _ensure_init_first(spec: dict, init: dict) -> bool:
                 return False
             inits[index] = init
             return True
-    position = sum(1 for c in inits if _name(c).startswith(JAVA_INIT_PREFIX))
+    position = sum(1 for c in inits if item_name(c).startswith(java.JAVA_INIT_PREFIX))
     inits.insert(position, init)
     return True
 
@@ -487,7 +242,7 @@ def _ensure_init_first(spec: dict, init: dict) -> bool:
 def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectOptions) -> dict[str, Any]:
     """Env and mounts for one container; returns its report entry."""
     entry: dict[str, Any] = {
-        "name": _name(container),
+        "name": item_name(container),
         "runtimes": list(runtimes),
         "set": [],
         "kept": [],
@@ -515,10 +270,10 @@ def patch_container(container: dict, runtimes: tuple[str, ...], options: InjectO
 
 
 def _patch_java_env(container: dict, options: InjectOptions, entry: dict[str, Any]) -> bool:
-    directory, store = _java_paths(_name(container))
+    directory, store = java.truststore_paths(item_name(container))
     env = list_field(container, "env")
     current = next((item for item in env if item and item.get("name") == "JAVA_TOOL_OPTIONS"), None)
-    changed = _ensure_mount(container, JAVA_VOLUME, directory.rsplit("/", 1)[0])
+    changed = _ensure_mount(container, java.JAVA_VOLUME, directory.rsplit("/", 1)[0])
     if current is not None and "valueFrom" in current and not options.overwrite:
         entry["kept"].append("JAVA_TOOL_OPTIONS")
         return changed
@@ -526,7 +281,7 @@ def _patch_java_env(container: dict, options: InjectOptions, entry: dict[str, An
     if existing and store in existing:
         entry["set"].append("JAVA_TOOL_OPTIONS")
         return changed
-    wanted = _java_options(None if options.overwrite else existing, store, options.java_truststore_password)
+    wanted = java.tool_options(None if options.overwrite else existing, store, options.java_truststore_password)
     if wanted is None:
         entry["kept"].append("JAVA_TOOL_OPTIONS")
         return changed
@@ -544,7 +299,7 @@ def patch_pod_spec(document: dict, spec: dict, options: InjectOptions) -> tuple[
     report: list[dict] = []
     changed = False
     java_containers: list[dict] = []
-    ours = [c for c in spec.get("initContainers") or [] if _name(c).startswith(JAVA_INIT_PREFIX)]
+    ours = [c for c in spec.get("initContainers") or [] if item_name(c).startswith(java.JAVA_INIT_PREFIX)]
     for list_name, container in list(containers(spec)):
         if any(container is own for own in ours):
             continue
@@ -562,9 +317,14 @@ def patch_pod_spec(document: dict, spec: dict, options: InjectOptions) -> tuple[
     volume = {"name": BUNDLE_VOLUME, "configMap": {"name": options.bundle_name}}
     changed |= _ensure_volume(spec, volume)
     if java_containers:
-        changed |= _ensure_volume(spec, {"name": JAVA_VOLUME, "emptyDir": {}})
+        changed |= _ensure_volume(spec, {"name": java.JAVA_VOLUME, "emptyDir": {}})
         for container in java_containers:
-            changed |= _ensure_init_first(spec, _java_init_container(container, options))
+            changed |= _ensure_init_first(
+                spec,
+                java.init_container(
+                    container, options.mount_dir, options.java_truststore_password, BUNDLE_VOLUME, _bundle_env(options)
+                ),
+            )
     return report, changed
 
 
@@ -713,83 +473,3 @@ def _is_bundle_object(document: dict, options: InjectOptions) -> bool:
         and metadata_of(document).get("name") == options.bundle_name
         and annotations_of(document).get(ALWAYS_APPLY_ANNOTATION) == "true"
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# last resort for images where no variable works: bake the CA in
-
-
-def image_build(
-    image: str,
-    target: str,
-    custom_pem: str,
-    kaniko_image: str,
-    namespace: str,
-    registry_secret: str,
-    bundle_name: str,
-    user: str | None = None,
-) -> dict[str, Any]:
-    """Dockerfile adding the CA with update-ca-certificates, and the kaniko Job that builds it."""
-    digest = hashlib.sha256((image + target + custom_pem).encode()).hexdigest()[:10]
-    name = re.sub(r"[^a-z0-9-]+", "-", f"ca-image-{target.rsplit('/', 1)[-1]}".lower()).strip("-")[:52]
-    name = f"{name}-{digest[:6]}"
-    lines = [
-        f"FROM {image}",
-        "USER root",
-        f"COPY {CUSTOM_KEY} /usr/local/share/ca-certificates/airgap-custom-ca.crt",
-        "RUN update-ca-certificates",
-    ]
-    if user:
-        lines.append(f"USER {user}")
-    dockerfile = "\n".join(lines) + "\n"
-    context = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {"Dockerfile": dockerfile, CUSTOM_KEY: custom_pem},
-    }
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "backoffLimit": 2,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "kaniko",
-                            "image": kaniko_image,
-                            "args": [
-                                "--context=dir:///workspace",
-                                "--dockerfile=/workspace/Dockerfile",
-                                f"--destination={target}",
-                            ],
-                            "volumeMounts": [
-                                {"name": "context", "mountPath": "/workspace"},
-                                {"name": "docker-config", "mountPath": "/kaniko/.docker"},
-                                {
-                                    "name": "ca",
-                                    "mountPath": "/kaniko/ssl/certs/additional-ca-cert-bundle.crt",
-                                    "subPath": CUSTOM_KEY,
-                                },
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "context", "configMap": {"name": name}},
-                        {
-                            "name": "docker-config",
-                            "secret": {
-                                "secretName": registry_secret,
-                                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                            },
-                        },
-                        {"name": "ca", "configMap": {"name": bundle_name}},
-                    ],
-                }
-            },
-        },
-    }
-    return {"image": image, "target": target, "dockerfile": dockerfile, "objects": [context, job]}
