@@ -181,8 +181,8 @@ CHILD = r"""
 import json, resource, sys, time
 t0 = time.monotonic()
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.airgap.renku.plugins.module_utils.mirror import Endpoint, MirrorSettings, mirror_images
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import export_bundle, import_bundle
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import Endpoint, MirrorSettings, mirror_images
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import export_bundle, import_bundle
 job = json.loads(sys.stdin.read())
 verify = job.get("verify", "receipt")
 dest = Endpoint(job["dest"], job["ca"], job.get("user"), job.get("password"))

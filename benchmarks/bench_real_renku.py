@@ -27,7 +27,7 @@ throwaway CA generated here when the lab has none. `helm template` time is the w
 alternate (text path, documents path, helm, text path ...) for ROUNDS rounds and the medians are compared, so
 drift in the machine's speed lands on all alike; each path's YAML read is printed on its own line.
 
-Discovery is `mirror_discover.scan_documents` over the parsed documents of the same render (the Kubernetes
+Discovery is `mirror.discover.scan_documents` over the parsed documents of the same render (the Kubernetes
 reading and `helm template` are not counted: both are timed above), with the lab inventory's `image_fields`;
 the median of DISCOVER_RUNS runs, each into a fresh result.
 Exits non-zero when the chart package or helm is missing.
@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT / "lab"))
 
 import labcore  # noqa: E402
 
-from ansible_collections.airgap.renku.plugins.module_utils import mirror_discover  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import discover as mirror_discover  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream  # noqa: E402
 
 CHART = labcore.REFERENCE_CHARTS / "renku-2.19.3.tgz"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import (
     LockError,
     attach_pull_secret,
     containerd_hosts,

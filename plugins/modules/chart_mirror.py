@@ -145,7 +145,7 @@ lock_file:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
 
 ARGUMENT_SPEC = dict(
     charts=dict(
@@ -185,8 +185,8 @@ def main() -> None:
     )
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run_charts
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import MirrorParamError, run_charts
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:

@@ -154,7 +154,7 @@ def main() -> None:
     )
     if module.get_bin_path("git") is None:
         module.fail_json(msg="git is required on the host that runs git_mirror")
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import (
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
         ChartMirrorError,
         export_git_repo,
         import_git_repo,

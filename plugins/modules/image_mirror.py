@@ -334,7 +334,7 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import HAS_YAML
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
 
 ARGUMENT_SPEC = dict(
@@ -395,9 +395,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import BundleError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import DiscoveryError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import MirrorParamError, run
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import DiscoveryError
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import MirrorParamError, run
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:

@@ -101,7 +101,7 @@ documents:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import LockError, pin_manifest
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import LockError, pin_manifest
 
 
 def _read(module: AnsibleModule, path: str, what: str) -> str:

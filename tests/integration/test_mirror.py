@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import (
+    export_bundle,
+    import_bundle,
+    verify_bundle,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     Endpoint,
     MirrorSettings,
     RegistryPool,
@@ -30,18 +36,12 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     plan_images,
     verify_image,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import (
-    export_bundle,
-    import_bundle,
-    verify_bundle,
-)
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     confirm_candidates,
     discover,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import Receipt, receipt_repository
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_run import run_charts
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
@@ -664,7 +664,7 @@ def test_images_only_in_env_and_crd_are_found_random_lookalike_is_not(lab_env, t
     conf = settings(lab_env, lab_env["REGISTRY_INTERNAL"], "unused")
     pool = RegistryPool(conf)
     try:
-        from ansible_collections.airgap.renku.plugins.module_utils.mirror import locate
+        from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import locate
         from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 
         def exists(ref: str) -> bool:
@@ -737,7 +737,7 @@ def git_refs(lab_env: dict, url: str) -> str:
 
 
 def test_git_mirror_to_internal_git_over_https(lab_env, fresh_git_repo):
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import mirror_git_repo
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import mirror_git_repo
 
     bare, repo = fresh_git_repo
     assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=True)["changed"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
     ChartMirrorError,
     _refs,
     git_bundle_path,

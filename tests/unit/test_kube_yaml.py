@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifests
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     Discovered,
     load_manifest_file,
     scan_documents,

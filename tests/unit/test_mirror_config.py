@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import ChartMirrorError, oci_version
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError, oci_version
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import (
     LockError,
     attach_pull_secret,
     containerd_hosts,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     Discovered,
     confirm_candidates,
     scan_documents,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import (
     RECEIPT_CONFIG_TYPE,
     Receipt,
     receipt_repository,

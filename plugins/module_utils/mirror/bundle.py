@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Dict, List, Optional
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     CopyStats,
     ImagePlan,
     MirrorResult,

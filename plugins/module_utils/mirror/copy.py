@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_receipt import Receipt, receipt_repository
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import (
     ImageRef,

@@ -12,7 +12,12 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
-from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import (
+    export_bundle,
+    import_bundle,
+    verify_bundle,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     Endpoint,
     MirrorResult,
     MirrorSettings,
@@ -23,12 +28,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror import (
     missing_bytes,
     summarise,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_bundle import (
-    export_bundle,
-    import_bundle,
-    verify_bundle,
-)
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     Discovered,
     confirm_candidates,
     discover,
@@ -241,7 +241,7 @@ def lock_digest_summary(lock: Dict[str, Any]) -> str:
 
 def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """The `chart_mirror` module's work: plan each chart, push (or download) what is missing, record it."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import oci_version
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import oci_version
 
     if params.get("packages_dir"):
         params = dict(params, charts=packaged_charts(params["packages_dir"]))
@@ -261,7 +261,7 @@ def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
 
 
 def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import plan_chart, push_chart
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import plan_chart, push_chart
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
     dest = Registry(
@@ -292,7 +292,7 @@ def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any
 
 def _download_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
     """Export side: packages (OCI-safe versions) and `charts.yaml` in `download_dir`."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import download_chart, plan_download
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import download_chart, plan_download
 
     directory = params["download_dir"]
     entries = []
@@ -335,7 +335,7 @@ def packaged_charts(directory: str) -> List[Dict[str, Any]]:
 def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> Dict[str, Any]:
     import subprocess
 
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
         DiscoveryError,
         chart_source_args,
         helm_env,
@@ -353,8 +353,8 @@ def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> D
 
 def output_files(params: Dict[str, Any], lock: Dict[str, Any]) -> Dict[str, str]:
     """Relative path -> content of every generated file (values overlays, containerd, CRI-O, CA)."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_charts import chart_name
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror_config import (
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import chart_name
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import (
         containerd_hosts,
         crio_registries_conf,
         values_overlay,

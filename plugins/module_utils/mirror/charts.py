@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror_discover import (
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     chart_source_args,
     helm_env,
 )
