@@ -154,8 +154,8 @@ def main() -> None:
     )
     if module.get_bin_path("git") is None:
         module.fail_json(msg="git is required on the host that runs git_mirror")
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
-        ChartMirrorError,
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.git import (
+        GitMirrorError,
         export_git_repo,
         import_git_repo,
         mirror_git_repo,
@@ -177,7 +177,7 @@ def main() -> None:
                 results.append(import_git_repo(repo, params["ca_file"], params["bundle_dir"], module.check_mode))
             else:
                 results.append(mirror_git_repo(repo, params["ca_file"], module.check_mode))
-    except ChartMirrorError as exc:
+    except GitMirrorError as exc:
         module.fail_json(msg=str(exc), repositories=results)
     module.exit_json(changed=any(r["changed"] for r in results), repositories=results)
 

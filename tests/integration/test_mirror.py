@@ -737,7 +737,7 @@ def git_refs(lab_env: dict, url: str) -> str:
 
 
 def test_git_mirror_to_internal_git_over_https(lab_env, fresh_git_repo):
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import mirror_git_repo
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.git import GitMirrorError, mirror_git_repo
 
     bare, repo = fresh_git_repo
     assert mirror_git_repo(repo, lab_env["LAB_CA"], check_mode=True)["changed"] is True
@@ -747,7 +747,7 @@ def test_git_mirror_to_internal_git_over_https(lab_env, fresh_git_repo):
     assert git_refs(lab_env, repo["destination"]) == git_refs(lab_env, repo["source"])
     assert "refs/heads/main" in git_refs(lab_env, repo["destination"])
     # without the site CA the server is not trusted: TLS is verified
-    with pytest.raises(ChartMirrorError):
+    with pytest.raises(GitMirrorError):
         mirror_git_repo(repo, "/etc/ssl/certs/ca-certificates.crt", check_mode=True)
 
 

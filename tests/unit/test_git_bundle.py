@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
-    ChartMirrorError,
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.git import (
+    GitMirrorError,
     _refs,
     git_bundle_path,
 )
@@ -20,7 +20,7 @@ def test_bundle_named_after_the_repository():
 
 @pytest.mark.parametrize("name", ["..", ".hidden", "a/b", "a b", ""])
 def test_unusable_names_are_refused_with_the_fix(name):
-    with pytest.raises(ChartMirrorError, match="set its `name`"):
+    with pytest.raises(GitMirrorError, match="set its `name`"):
         git_bundle_path({"source": "https://git.up.example/x.git", "name": name or "-"}, "/b")
 
 
