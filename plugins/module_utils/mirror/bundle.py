@@ -25,15 +25,16 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     MirrorSettings,
     Progress,
     RegistryPool,
-    _quiet,
-    _receipt_present,
-    _verify_all,
-    _write_receipt,
-    build_lock,
     locate,
+    lock_entries,
+    no_progress,
     plan_images,
     present_by_receipt,
+    receipt_present,
+    verify_images,
+    write_receipt,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import build_lock
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     CHUNK,
@@ -96,7 +97,7 @@ def export_bundle(
     settings: MirrorSettings,
     directory: str,
     archive: Optional[str] = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> MirrorResult:
     """Pull every image into `directory` (resumable: blobs already there are kept); optionally tar it."""
     started = time.monotonic()
@@ -116,7 +117,7 @@ def export_bundle(
     finally:
         pool.close()
     _write_index(directory, good)
-    lock = build_lock(good)
+    lock = build_lock(lock_entries(good))
     _write_text(directory, LOCK_NAME, yaml.safe_dump(lock, sort_keys=False))
     write_sums(directory)
     if archive:
@@ -346,7 +347,7 @@ def import_bundle(
     settings: MirrorSettings,
     check_mode: bool = False,
     verify: str = "receipt",
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> MirrorResult:
     """Push a bundle's images to the destination: blobs, child manifests by digest, tag last.
 
@@ -361,7 +362,7 @@ def import_bundle(
         pool.get(settings.destination.host).ping()  # settle auth once, before the workers start
         plans = _plans_from_bundle(bundle, settings)
         stats.images_total = len(plans)
-        if verify == "receipt" and _receipt_present(plans, settings, pool):
+        if verify == "receipt" and receipt_present(plans, settings, pool):
             return present_by_receipt(plans, stats, started, progress)
         dest_present = _present(plans, pool, settings.parallel)
         todo = [p for p, present in zip(plans, dest_present, strict=True) if not present]
@@ -373,9 +374,9 @@ def import_bundle(
             problems += _push_from_bundle(todo, bundle, pool, stats, settings.parallel, progress)
             full = verify == "full"
             check = plans if full else [p for p in todo if not p.error]
-            problems += _verify_all(check, pool, stats, settings.parallel, blobs=full)
+            problems += verify_images(check, pool, stats, settings.parallel, blobs=full)
             if not problems and not any(p.error for p in plans):
-                stats.receipt = _write_receipt(plans, settings, pool)
+                stats.receipt = write_receipt(plans, settings, pool)
     finally:
         pool.close()
         bundle.close()

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import build_lock
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import (
@@ -35,13 +36,11 @@ from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     stream_blob,
 )
 
-LOCK_API_VERSION = "airgap.renku/v1"
-LOCK_KIND = "MirrorLock"
-
 Progress = Callable[[str], None]
 
 
-def _quiet(_msg: str) -> None:
+def no_progress(_msg: str) -> None:
+    """The progress callback that reports nothing."""
     return None
 
 
@@ -285,7 +284,7 @@ def plan_images(
     refs: List[str],
     settings: MirrorSettings,
     pool: RegistryPool,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     previous_lock: Optional[Dict[str, Any]] = None,
 ) -> List[ImagePlan]:
     """Resolve every reference (in parallel); errors are kept per image, not raised."""
@@ -447,7 +446,7 @@ class MirrorResult:
         return [f"{p.source}: {p.error}" for p in self.plans if p.error] + self.problems
 
     def lock(self) -> Dict[str, Any]:
-        return build_lock(self.plans)
+        return build_lock(lock_entries(self.plans))
 
 
 def mirror_images(
@@ -455,7 +454,7 @@ def mirror_images(
     settings: MirrorSettings,
     check_mode: bool = False,
     verify_all: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     previous_lock: Optional[Dict[str, Any]] = None,
     verify: str = "receipt",
 ) -> MirrorResult:
@@ -485,7 +484,7 @@ def mirror_images(
         good = [p for p in plans if not p.error]
         stats.images_total, stats.images_present = len(plans), sum(1 for p in good if p.present)
         if not problems and len(good) == len(plans):
-            stats.receipt = _write_receipt(plans, settings, pool)
+            stats.receipt = write_receipt(plans, settings, pool)
         stats.seconds = time.monotonic() - started
         progress(f"done: {stats.images_copied} copied, {stats.images_present} present, {stats.bytes_copied} bytes")
         return MirrorResult(plans, stats, problems)
@@ -550,7 +549,7 @@ def _trusted_by_receipt(
         plan.platforms, plan.size = dict(entry.get("platforms") or {}), int(entry.get("size", 0))
         plan.filtered, plan.present = bool(entry.get("platforms_filtered")), True
         plans.append(plan)
-    return plans if _receipt_present(plans, settings, pool) else None
+    return plans if receipt_present(plans, settings, pool) else None
 
 
 def present_by_receipt(plans: List[ImagePlan], stats: CopyStats, started: float, progress: Progress) -> MirrorResult:
@@ -564,7 +563,7 @@ def present_by_receipt(plans: List[ImagePlan], stats: CopyStats, started: float,
     return MirrorResult(plans, stats, [])
 
 
-def _receipt_present(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:
+def receipt_present(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> bool:
     """Whether the destination holds the receipt of exactly this set (an error counts as no: no shortcut)."""
     if not plans:
         return False
@@ -574,7 +573,7 @@ def _receipt_present(plans: List[ImagePlan], settings: MirrorSettings, pool: Reg
         return False
 
 
-def _write_receipt(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> str:
+def write_receipt(plans: List[ImagePlan], settings: MirrorSettings, pool: RegistryPool) -> str:
     """Record the verified set at the destination; a failure only costs the next run its shortcut."""
     if not settings.destination.host or not plans:
         return "none"
@@ -598,7 +597,10 @@ def _verify_one(plan: ImagePlan, pool: RegistryPool, stats: CopyStats, blobs: bo
     return found
 
 
-def _verify_all(plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool) -> List[str]:
+def verify_images(
+    plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, parallel: int, blobs: bool
+) -> List[str]:
+    """Problems found reading `plans` back at the destination (in parallel); each read-back is counted in `stats`."""
     with ThreadPoolExecutor(max_workers=parallel) as workers:
         return [
             problem for found in workers.map(lambda p: _verify_one(p, pool, stats, blobs), plans) for problem in found
@@ -606,25 +608,12 @@ def _verify_all(plans: List[ImagePlan], pool: RegistryPool, stats: CopyStats, pa
 
 
 # --------------------------------------------------------------------------------------------------
-# lock file
+# lock file entries
 
 
-def build_lock(plans: List[ImagePlan], charts: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-    images = sorted((p.lock_entry() for p in plans if p.digest and not p.error), key=lambda e: e["source"])
-    lock: Dict[str, Any] = {"apiVersion": LOCK_API_VERSION, "kind": LOCK_KIND, "images": images}
-    if charts is not None:
-        lock["charts"] = charts
-    return lock
-
-
-def lock_index(lock: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Lock entries by normalised source reference (tag and digest forms both)."""
-    index: Dict[str, Dict[str, Any]] = {}
-    for entry in lock.get("images") or []:
-        ref = parse_image(entry["source"])
-        index[str(ref)] = entry
-        index.setdefault(ref.pinned(entry["digest"]), entry)
-    return index
+def lock_entries(plans: List[ImagePlan]) -> List[Dict[str, Any]]:
+    """The lock file entries of the images resolved without error (see `lock.build_lock`)."""
+    return [p.lock_entry() for p in plans if p.digest and not p.error]
 
 
 def summarise(plans: List[ImagePlan]) -> List[Dict[str, Any]]:
