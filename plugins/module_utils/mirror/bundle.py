@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Dict, List, Optional
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import atomic_write, write_atomic
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     CopyStats,
     ImagePlan,
@@ -72,18 +73,14 @@ def blob_path(digest: str) -> str:
 
 def _write_blob_file(root: str, digest: str, chunks: Any) -> int:
     """Write a blob under its digest through a temporary name, checking the digest; returns bytes."""
-    final = os.path.join(root, blob_path(digest))
-    tmp = f"{final}.partial"
     hasher, size = hashlib.sha256(), 0
-    with open(tmp, "wb") as out:
+    with atomic_write(os.path.join(root, blob_path(digest)), binary=True) as out:
         for chunk in chunks:
             hasher.update(chunk)
             size += len(chunk)
             out.write(chunk)
-    if "sha256:" + hasher.hexdigest() != digest:
-        os.unlink(tmp)
-        raise BundleError(f"blob {digest}: downloaded bytes do not match the digest")
-    os.replace(tmp, final)
+        if "sha256:" + hasher.hexdigest() != digest:
+            raise BundleError(f"blob {digest}: downloaded bytes do not match the digest")
     return size
 
 
@@ -153,10 +150,7 @@ def _export_blobs(
 
 
 def _write_text(root: str, name: str, text: str) -> None:
-    tmp = os.path.join(root, f".{name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, os.path.join(root, name))
+    write_atomic(os.path.join(root, name), text)
 
 
 def _write_index(root: str, plans: List[ImagePlan]) -> None:
@@ -211,14 +205,15 @@ def _extra_files(root: str) -> List[str]:
 
 
 def make_archive(directory: str, archive: str) -> None:
-    tmp = f"{archive}.partial"
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        atomic_write(archive, binary=True) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name in (SUMS_NAME, LOCK_NAME, "oci-layout", "index.json", *_extra_files(directory)):
             tar.add(os.path.join(directory, name), arcname=name)
         for hexdigest in sorted(os.listdir(os.path.join(directory, "blobs", "sha256"))):
             if len(hexdigest) == 64:
                 tar.add(os.path.join(directory, "blobs", "sha256", hexdigest), arcname=f"blobs/sha256/{hexdigest}")
-    os.replace(tmp, archive)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import atomic_write
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     chart_source_args,
     helm_env,
@@ -154,9 +155,8 @@ def download_chart(
     os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mirror-chart-") as work:
         package = fetch_chart(chart, entry, helm, ca_file, work)
-        tmp = os.path.join(directory, f".{entry['file']}.partial")
-        shutil.copyfile(package, tmp)
-        os.replace(tmp, os.path.join(directory, entry["file"]))
+        with open(package, "rb") as source, atomic_write(os.path.join(directory, entry["file"]), binary=True) as out:
+            shutil.copyfileobj(source, out)
 
 
 def push_chart(

@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import atomic_write
+
 
 class GitMirrorError(Exception):
     """A repository could not be listed, cloned, bundled or pushed."""
@@ -134,13 +136,13 @@ def export_git_repo(repo: Dict[str, Any], ca_file: Optional[str], bundle_dir: st
             return {**result, "changed": True}
         work = os.path.join(home, "mirror.git")
         _git(["clone", "--bare", "--mirror", repo["source"], work], ca_file, src_auth, env)
-        os.makedirs(bundle_dir, exist_ok=True)
-        partial = f"{path}.partial"
-        _git(["-C", work, "bundle", "create", partial, "--branches", "--tags"], None, [], env)
-        if _refs(_git(["bundle", "list-heads", partial], None, [], env)) != src_refs:
-            os.unlink(partial)
+        written = os.path.join(home, "repository.bundle")
+        _git(["-C", work, "bundle", "create", written, "--branches", "--tags"], None, [], env)
+        if _refs(_git(["bundle", "list-heads", written], None, [], env)) != src_refs:
             raise GitMirrorError(f"{repo['source']}: the bundle written does not carry the source's refs")
-        os.replace(partial, path)
+        os.makedirs(bundle_dir, exist_ok=True)
+        with open(written, "rb") as source, atomic_write(path, binary=True) as out:
+            shutil.copyfileobj(source, out)
         return {**result, "changed": True}
 
 

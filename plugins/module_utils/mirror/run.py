@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import write_atomic
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import (
     export_bundle,
@@ -134,14 +135,10 @@ def read_lock_param(path: Optional[str]) -> Dict[str, Any]:
         raise MirrorParamError(f"lock_file: {exc}") from exc
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mirror-lock-")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+def _write_file(path: str, text: str) -> None:
+    """Replace `path` with `text` (0644), creating its directory first."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, text)
 
 
 def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
@@ -222,7 +219,7 @@ def _record_lock(
         out["changed"] = True
         out["diff"] = {"before": before, "after": after, "before_header": lock_file, "after_header": lock_file}
         if not check_mode:
-            write_atomic(lock_file, after)
+            _write_file(lock_file, after)
     out["lock_file"] = lock_file
 
 
@@ -297,7 +294,7 @@ def _download_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str,
             current = handle.read()
     if current != index:
         if not check_mode:
-            write_atomic(index_path, index)
+            _write_file(index_path, index)
         entries = [dict(e, action=e["action"] if e["action"] != "present" else "index") for e in entries]
     return entries
 
@@ -381,6 +378,6 @@ def write_outputs(params: Dict[str, Any], lock: Dict[str, Any], check_mode: bool
                 current = handle.read()
         changed = current != content
         if changed and not check_mode:
-            write_atomic(path, content)
+            _write_file(path, content)
         report.append({"path": path, "changed": changed})
     return report
