@@ -215,11 +215,11 @@ access:
 """
 
 import os
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import write_atomic
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
@@ -293,16 +293,7 @@ def _write(module: AnsibleModule, path: str, text: str) -> bool:
     current = _read(path)
     changed = current != text
     if changed and not module.check_mode:
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeconfig-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            module.atomic_move(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, text, mode=0o600)
     file_args = module.load_file_common_arguments({"path": path, "mode": "0600"})
     if os.path.exists(path):
         changed = module.set_fs_attributes_if_different(file_args, changed)
