@@ -35,7 +35,6 @@ Exits non-zero when the chart package or helm is missing.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import statistics
 import subprocess
@@ -83,28 +82,12 @@ def ca_pem() -> tuple[str, str]:
     path = labcore.PKI / "ca.crt"
     if path.is_file():
         return path.read_text(), str(path)
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    import labpki
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench_real_renku throwaway CA")])
-    now = dt.datetime.now(dt.UTC)
-    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), "throwaway CA (no lab CA)"
+    with tempfile.TemporaryDirectory(prefix="bench-ca-") as scratch:
+        throwaway = labpki.LabCA(Path(scratch))  # the lab's own CA maker, in a scratch directory
+        throwaway.ensure()
+        return throwaway.cert_path.read_text(), "throwaway CA (no lab CA)"
 
 
 def interleaved(actions: list[Callable[[], object]], runs: int) -> list[float]:
