@@ -374,8 +374,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
-from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, java, kaniko, release
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, kaniko, release
 
 RUNTIME_CHOICES = list(inject.ALL_RUNTIMES)
 
@@ -508,27 +507,11 @@ def _system_roots(module: AnsibleModule) -> str:
 
 
 def _options(module: AnsibleModule) -> inject.InjectOptions:
-    params = module.params
-    extra: dict[str, list[tuple[str, ...]]] = {}
-    for expression in params["pod_spec_paths"]:
-        try:
-            kind, keys = parse_crd_path(expression)
-        except ValueError as exc:
-            module.fail_json(msg=f"pod_spec_paths: {exc}")
-        extra.setdefault(kind, []).append(keys)
-    return inject.InjectOptions(
-        bundle_name=params["bundle_name"],
-        namespace=params["namespace"],
-        runtimes=tuple(params["runtimes"]),
-        java_images=tuple(params["java_images"]) if params["java_images"] is not None else java.DEFAULT_JAVA_IMAGES,
-        selectors=params["selectors"],
-        overwrite=params["overwrite"],
-        extra_paths=extra,
-        extra_namespaces=tuple(params["extra_namespaces"]),
-        emit_bundle=params["emit_bundle"],
-        emit_secret=params["emit_secret"],
-        java_truststore_password=params["java_truststore_password"],
-    )
+    try:
+        return inject.options_from(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=f"pod_spec_paths: {exc}")
+    raise AssertionError("unreachable")  # fail_json exits
 
 
 def main() -> None:

@@ -415,3 +415,20 @@ def test_a_selected_ephemeral_container_is_patched_on_a_copy():
     debug = result["documents"][0]["spec"]["ephemeralContainers"][0]
     assert set(env_of(debug)) == {"SSL_CERT_FILE", "CURL_CA_BUNDLE"}
     assert doc == before
+
+
+def test_one_option_mapping_for_the_module_and_the_post_renderer():
+    options = inject.options_from(
+        {
+            "namespace": "renku",
+            "runtimes": ["python"],
+            "pod_spec_paths": ["AmaltheaSession:spec.template.spec"],
+            "selectors": None,  # a null setting takes the default, as the module's argspec does
+            "collections_path": "/ignored",
+        }
+    )
+    assert options.namespace == "renku" and options.runtimes == ("python",)
+    assert options.extra_paths == {"AmaltheaSession": [("spec", "template", "spec")]}
+    assert options.selectors == [] and options.emit_bundle is True
+    with pytest.raises(ValueError, match=r"Kind:spec\.path\.to\.podspec"):
+        inject.options_from({"pod_spec_paths": ["no-kind"]})

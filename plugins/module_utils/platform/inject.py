@@ -34,6 +34,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.manifests impo
     item_name,
     list_field,
     metadata_of,
+    parse_crd_path,
     pod_specs,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.platform import java, manifest_stream
@@ -83,6 +84,35 @@ class InjectOptions:
     emit_secret: bool = True
     java_truststore_password: str = "changeit"
     mount_dir: str = MOUNT_DIR
+
+
+def options_from(settings: dict[str, Any]) -> InjectOptions:
+    """The transform's options from the `ca_inject` module's parameter names, the one mapping every caller uses
+    (the module, and the Helm post-renderer whose JSON configuration uses the same names). Missing or null
+    settings take the defaults; a malformed `pod_spec_paths` entry raises ValueError naming it."""
+    extra: dict[str, list[tuple[str, ...]]] = {}
+    for expression in settings.get("pod_spec_paths") or []:
+        kind, keys = parse_crd_path(expression)
+        extra.setdefault(kind, []).append(keys)
+    defaults = InjectOptions()
+
+    def pick(name: str, default: Any) -> Any:
+        value = settings.get(name)
+        return default if value is None else value
+
+    return InjectOptions(
+        bundle_name=pick("bundle_name", defaults.bundle_name),
+        namespace=pick("namespace", defaults.namespace),
+        runtimes=tuple(pick("runtimes", defaults.runtimes)),
+        java_images=tuple(pick("java_images", defaults.java_images)),
+        selectors=list(pick("selectors", [])),
+        overwrite=bool(pick("overwrite", defaults.overwrite)),
+        extra_paths=extra,
+        extra_namespaces=tuple(pick("extra_namespaces", ())),
+        emit_bundle=bool(pick("emit_bundle", defaults.emit_bundle)),
+        emit_secret=bool(pick("emit_secret", defaults.emit_secret)),
+        java_truststore_password=pick("java_truststore_password", defaults.java_truststore_password),
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ def main(argv: list[str]) -> int:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
     from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-    from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
     from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream
 
     try:
@@ -34,20 +33,8 @@ def main(argv: list[str]) -> int:
         return 1
     for warning in warnings:
         print(f"airgap-ca-inject: warning: {warning}", file=sys.stderr)
-    extra: dict[str, list[tuple[str, ...]]] = {}
-    for expression in config.get("pod_spec_paths", []):
-        kind, keys = parse_crd_path(expression)
-        extra.setdefault(kind, []).append(keys)
-    options = inject.InjectOptions(
-        bundle_name=config.get("bundle_name", "airgap-ca-bundle"),
-        namespace=config.get("namespace", "default"),
-        runtimes=tuple(config.get("runtimes", inject.DEFAULT_RUNTIMES)),
-        selectors=config.get("selectors", []),
-        overwrite=config.get("overwrite", False),
-        extra_paths=extra,
-        extra_namespaces=tuple(config.get("extra_namespaces", [])),
-        emit_bundle=config.get("emit_bundle", False),
-    )
+    # the module's own option mapping; the role writes this configuration with the module's parameter names
+    options = inject.options_from({"emit_bundle": False, **config})
     system = ""
     if config.get("emit_bundle") and config.get("system_bundle"):
         with open(config["system_bundle"], encoding="utf-8") as handle:
