@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT / "lab"))
 
 import labcore  # noqa: E402
 
-from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifest_stream  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import discover as mirror_discover  # noqa: E402
-from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream  # noqa: E402
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject  # noqa: E402
 
 CHART = labcore.REFERENCE_CHARTS / "renku-2.19.3.tgz"
 VALUES = ["global.renku.domain=renku.lab.internal", "global.certificates.customCAs[0].secret=renku-custom-ca"]

@@ -42,6 +42,18 @@ CONNECTION_VARS = ROOT / "inventories" / "lab" / "group_vars" / "all" / "lab_con
 REFERENCE = Path(os.environ.get("AIRGAP_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
 REFERENCE_CHARTS = REFERENCE / "charts"
 
+
+def reference_package(name: str, who: str) -> Path:
+    """A chart package of shared/reference/charts; stops the lab part `who` with the fix when it is missing."""
+    path = REFERENCE_CHARTS / name
+    if not path.is_file():
+        raise SystemExit(
+            f"{who}: {path} is missing; the chart packages are expected in shared/reference/charts beside the "
+            "repository (or $AIRGAP_REFERENCE_DIR/charts)"
+        )
+    return path
+
+
 LOOPBACK = "127.0.0.1"
 CLUSTERS = {
     # name: etcd client/peer ports, apiserver, controller-manager, scheduler, kwok ports

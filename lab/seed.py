@@ -322,16 +322,6 @@ def push_reference_chart(reg: Registry, package: Path, path: str, env: dict[str,
     return True
 
 
-def reference_package(name: str) -> Path:
-    path = labcore.REFERENCE_CHARTS / name
-    if not path.is_file():
-        raise SystemExit(
-            f"seed: {path} is missing; the chart packages are expected in shared/reference/charts beside the "
-            "repository (or $AIRGAP_REFERENCE_DIR/charts)"
-        )
-    return path
-
-
 def helm_home(state: Path) -> dict[str, str]:
     """Keep the lab's Helm cache and registry config inside the lab state, away from the user's."""
     home = state / "helm"
@@ -349,7 +339,7 @@ def seed_upstream(env: dict[str, str]) -> dict[str, int]:
     images = sum(push_image(reg, spec) for spec in (*IMAGES, *UPSTREAM_IMAGES))
     charts = sum(push_chart(reg, spec, env, upstream) for spec in CHARTS)
     charts += sum(
-        push_reference_chart(reg, reference_package(name), path, env, upstream)
+        push_reference_chart(reg, labcore.reference_package(name, "seed"), path, env, upstream)
         for path, names in REFERENCE_OCI_CHARTS.items()
         for name in names
     )

@@ -76,16 +76,6 @@ DEPENDENCY_FIELDS = ("name", "version", "repository", "condition", "tags", "enab
 REQUIRED = ("name", "version", "repository")
 
 
-def reference_package(name: str) -> Path:
-    path = labcore.REFERENCE_CHARTS / name
-    if not path.is_file():
-        raise SystemExit(
-            f"chartrepo: {path} is missing; the chart packages are expected in shared/reference/charts beside "
-            "the repository (or $AIRGAP_REFERENCE_DIR/charts)"
-        )
-    return path
-
-
 def daemons(ca: labcore.LabCA) -> list[labcore.Daemon]:
     crt, key = ca.issue("chartrepo", "charts.lab", [labcore.LOOPBACK, "localhost", "charts.lab"])
     argv = [
@@ -203,7 +193,7 @@ def layout(root: Path = ROOT) -> dict[str, int]:
         target.mkdir(parents=True, exist_ok=True)
         packages = []
         for name in names:
-            src, dest = reference_package(name), target / name
+            src, dest = labcore.reference_package(name, "chartrepo"), target / name
             if not _same_file(src, dest):
                 tmp = target / f".{name}.part"
                 shutil.copyfile(src, tmp)

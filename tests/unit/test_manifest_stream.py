@@ -15,8 +15,8 @@ import pytest
 import yaml
 from certificates import make_cert
 
-from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject
 from ansible_collections.airgap.renku.plugins.modules import ca_inject, release_apply
 
 

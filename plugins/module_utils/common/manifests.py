@@ -12,7 +12,8 @@ way for code that writes into them; `metadata_of` and `annotations_of` for code 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+import base64
+from typing import Any, Callable, Iterator, NamedTuple
 
 # kind -> path of keys from the document root to its pod spec
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -121,3 +122,46 @@ def item_name(item: Any) -> str:
 
 def is_helm_hook(document: dict) -> bool:
     return "helm.sh/hook" in annotations_of(document)
+
+
+# ConfigMap and Secret fields whose values a workload reads (Secret `data` is base64)
+CONFIG_VALUE_FIELDS = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}
+
+
+class ConfigValue(NamedTuple):
+    """One value of a ConfigMap or Secret, as text, and how to put a new text back in its place."""
+
+    field: str
+    key: str
+    text: str
+    replace: Callable[[str], None]
+
+
+def config_values(document: dict) -> Iterator[ConfigValue]:
+    """The text values of a ConfigMap's `data` or a Secret's `stringData`/`data` (decoded); others are skipped."""
+    kind = str(document.get("kind"))
+    for field in CONFIG_VALUE_FIELDS.get(kind, ()):
+        values = document.get(field)
+        if not isinstance(values, dict):
+            continue
+        encoded = kind == "Secret" and field == "data"
+        for key, value in values.items():
+            text = _base64_text(value) if encoded else value
+            if isinstance(text, str):
+                yield ConfigValue(field, str(key), text, _replacer(values, key, encoded))
+
+
+def _base64_text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _replacer(values: dict, key: Any, encoded: bool) -> Callable[[str], None]:
+    def replace(text: str) -> None:
+        values[key] = base64.b64encode(text.encode()).decode() if encoded else text
+
+    return replace

@@ -10,7 +10,6 @@ the manifest exists, so a random string shaped like `a/b:c` is not mirrored.
 
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml impo
     load_documents,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
+    config_values,
     containers,
     document_name,
     is_helm_hook,
@@ -116,21 +116,9 @@ def scan_document(
 def _scan_config_values(doc: Dict[str, Any], name: str, found: Discovered) -> None:
     """Image names a ConfigMap or Secret hands to a workload (Renku's notebooks Secret names the images of every
     user session, read by the data-service through `envFrom`); candidates, like env values."""
-    kind = doc.get("kind")
-    fields = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}.get(str(kind), ())
-    for field_name in fields:
-        values = doc.get(field_name)
-        for key, value in values.items() if isinstance(values, dict) else []:
-            text = _secret_text(value) if kind == "Secret" and field_name == "data" else value
-            if isinstance(text, str) and looks_like_image(text):
-                found.add(text.strip(), f"{name} {field_name}.{key}", candidate=True)
-
-
-def _secret_text(value: Any) -> Optional[str]:
-    try:
-        return base64.b64decode(str(value), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return None
+    for value in config_values(doc):
+        if looks_like_image(value.text):
+            found.add(value.text.strip(), f"{name} {value.field}.{value.key}", candidate=True)
 
 
 def _scan_env_and_args(container: Dict[str, Any], where: str, found: Discovered) -> None:

@@ -18,7 +18,12 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import containers, document_name, pod_specs
+from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
+    config_values,
+    containers,
+    document_name,
+    pod_specs,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError, parse_image
 
 
@@ -191,22 +196,31 @@ def rewrite_documents(
 
 
 def pin_manifest(text: str, lock_text: str, pod_spec_paths: List[str], strict: bool = True) -> Dict[str, Any]:
-    """`rewrite_documents` over multi-document YAML text; what the `image_pin` module returns."""
-    from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import (
-        dump_documents,
-        load_documents,
-        load_one,
+    """`rewrite_documents` over multi-document YAML text; what the `image_pin` module returns.
+
+    Only documents that can hold an image are read (workloads, the CRD kinds of `pod_spec_paths`, ConfigMaps and
+    Secrets); the others, the big CRDs among them, go back out as their original text.
+    """
+    from ansible_collections.airgap.renku.plugins.module_utils.common import manifest_stream
+    from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import load_one
+    from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
+        CONFIG_VALUE_FIELDS,
+        POD_SPEC_PATHS,
+        parse_crd_path,
     )
-    from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import parse_crd_path
 
     extra: Dict[str, List[Tuple[str, ...]]] = {}
     for expression in pod_spec_paths:
         kind, keys = parse_crd_path(expression)
         extra.setdefault(kind, []).append(keys)
-    documents = load_documents(text)
+    parts = manifest_stream.read(text, {*POD_SPEC_PATHS, *extra, *CONFIG_VALUE_FIELDS})
+    parsed = [part for part in parts if part.parsed]
     pinned: Dict[str, str] = {}
-    out = rewrite_documents(documents, load_one(lock_text) or {}, strict, extra, pinned)
-    return {"manifest": dump_documents(out, sort_keys=False) or "", "pinned": pinned, "documents": len(out)}
+    out = rewrite_documents([part.document for part in parsed], load_one(lock_text) or {}, strict, extra, pinned)
+    for part, document in zip(parsed, out, strict=True):
+        if document != part.document:
+            part.document, part.dirty = document, True
+    return {"manifest": manifest_stream.emit(parts), "pinned": pinned, "documents": len(parts)}
 
 
 def _pin_containers(
@@ -230,32 +244,15 @@ def _pin_containers(
 
 def _pin_config_values(doc: Dict[str, Any], index: Dict[str, Dict[str, Any]], pinned: Dict[str, str]) -> None:
     """Whole values of a ConfigMap's `data` or a Secret's `stringData`/`data` that name a mirrored image."""
-    kind = doc.get("kind")
-    fields = {"ConfigMap": ("data",), "Secret": ("stringData", "data")}.get(str(kind), ())
-    for name in fields:
-        values = doc.get(name)
-        if not isinstance(values, dict):
+    for value in config_values(doc):
+        text = value.text.strip()
+        # the lock decides what is an image; a tag or digest must be written out (no implicit latest)
+        if not text or len(text) > 512 or any(c.isspace() for c in text) or not re.search(r"[:@][^/]*$", text):
             continue
-        encoded = kind == "Secret" and name == "data"
-        for key, value in values.items():
-            text = (_decoded(value) if encoded else value) or ""
-            text = text.strip() if isinstance(text, str) else ""
-            # the lock decides what is an image; a tag or digest must be written out (no implicit latest)
-            if not text or len(text) > 512 or any(c.isspace() for c in text) or not re.search(r"[:@][^/]*$", text):
-                continue
-            entry = lookup(index, text)
-            if entry is not None:
-                reference = pinned[text] = pinned_reference(entry)
-                values[key] = base64.b64encode(reference.encode()).decode() if encoded else reference
-
-
-def _decoded(value: Any) -> Optional[str]:
-    if not isinstance(value, str):
-        return None
-    try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return None
+        entry = lookup(index, text)
+        if entry is not None:
+            pinned[text] = pinned_reference(entry)
+            value.replace(pinned[text])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ post-renderer and the benchmark:
    emits the ConfigMap and Secret carrying the bundle (`ca.build_bundle`) in every namespace involved;
 2. `inject_manifest` does the same over multi-document YAML text (what `helm template` prints and a Helm
    post-renderer reads), parsing only the documents `inject` may change and writing the others back as
-   their original text (`platform.manifest_stream`).
+   their original text (`common.manifest_stream`).
 
 Applying `inject` to its own output returns the same documents. Null lists and maps (a template's
 `initContainers:` or `env:` with nothing under it) count as empty, as Kubernetes reads them.
@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from ansible_collections.airgap.renku.plugins.module_utils.common import manifest_stream
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     POD_SPEC_PATHS,
     annotations_of,
@@ -37,7 +38,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.manifests impo
     parse_crd_path,
     pod_specs,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.platform import java, manifest_stream
+from ansible_collections.airgap.renku.plugins.module_utils.platform import java
 from ansible_collections.airgap.renku.plugins.module_utils.platform.ca import (
     BUNDLE_KEY,
     CUSTOM_KEY,

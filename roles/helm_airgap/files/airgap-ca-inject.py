@@ -21,8 +21,8 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
     sys.path.insert(0, config["collections_path"])
-    from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
-    from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, manifest_stream
+    from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifest_stream
+    from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject
 
     try:
         cas, warnings = ca.validate_cas(
