@@ -15,7 +15,10 @@ description:
     and returns it as a single-line base64 string (for a masked CI variable) when O(return_base64=true).
   - With O(verify=true) it calls the API server with the kubeconfig and reports, through
     SelfSubjectAccessReview and SelfSubjectRulesReview, what the identity may and may not do.
-  - Secrets never appear in the diff; run the task with C(no_log) when the content is returned.
+  - Every form of the credential (the token, the client key, and the kubeconfig's base64 form) is masked wherever
+    it would appear in the result, the diff or an error (Ansible's C(no_log_values)). The one exception is
+    RV(kubeconfig_base64), returned usable because O(return_base64=true) asks for it; run that task with
+    C(no_log). To pass a working kubeconfig on without any task holding it, use O(path) or O(base64_path).
 author:
   - airgap.renku maintainers (@airgap-renku)
 attributes:
@@ -47,8 +50,14 @@ options:
     type: path
   token:
     description:
-      - Bearer token of the user. Exactly one of O(token) and O(client_cert_data) is required.
+      - Bearer token of the user. Exactly one of O(token), O(token_file) and O(client_cert_data) is required.
     type: str
+  token_file:
+    description:
+      - File holding the bearer token of the user, for example written by
+        M(airgap.renku.remote_cluster_sa) with O(airgap.renku.remote_cluster_sa#module:token_path).
+      - Surrounding whitespace is ignored; the token is masked in every output.
+    type: path
   client_cert_data:
     description:
       - Client certificate of the user, PEM text or base64 of PEM.
@@ -76,6 +85,11 @@ options:
     description:
       - Write the kubeconfig here (atomically, mode C(0600)). Nothing is written when omitted.
     type: path
+  base64_path:
+    description:
+      - Write the kubeconfig as one line of base64 (the form a masked GitLab CI variable wants) to this file,
+        atomically with mode C(0600).
+    type: path
   return_content:
     description:
       - Return the kubeconfig as YAML text in RV(kubeconfig).
@@ -85,7 +99,8 @@ options:
     default: false
   return_base64:
     description:
-      - Return the kubeconfig as one line of base64 in RV(kubeconfig_base64).
+      - Return the kubeconfig as one line of base64 in RV(kubeconfig_base64), usable (not masked), so run the
+        task with C(no_log) and never loop over its registered result. Prefer O(base64_path).
     type: bool
     default: false
   verify:
@@ -172,13 +187,18 @@ path:
   returned: when O(path) is set
   type: str
   sample: /srv/renku/remote-a.yaml
+base64_path:
+  description: Where the base64 one-liner was written.
+  returned: when O(base64_path) is set
+  type: str
+  sample: /srv/deployers/team-a.kubeconfig.b64
 kubeconfig:
-  description: The kubeconfig YAML (contains the credential).
+  description: The kubeconfig YAML; the credential in it reads C(********).
   returned: when O(return_content=true)
   type: str
   sample: "apiVersion: v1\nkind: Config\n..."
 kubeconfig_base64:
-  description: The kubeconfig as one line of base64 (contains the credential).
+  description: The kubeconfig as one line of base64, usable (contains the credential).
   returned: when O(return_base64=true)
   type: str
   sample: YXBpVmVyc2lvbjogdjEK...
@@ -244,18 +264,35 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "ca_data": {"type": "str"},
     "ca_file": {"type": "path"},
     "token": {"type": "str", "no_log": True},
+    "token_file": {"type": "path", "no_log": False},
     "client_cert_data": {"type": "str"},
     "client_key_data": {"type": "str", "no_log": True},
     "cluster_name": {"type": "str", "default": "cluster"},
     "user_name": {"type": "str", "default": "user"},
     "context_name": {"type": "str", "default": "default"},
     "path": {"type": "path"},
+    "base64_path": {"type": "path"},
     "return_content": {"type": "bool", "default": False},
     "return_base64": {"type": "bool", "default": False},
     "verify": {"type": "bool", "default": False},
     "verify_checks": {"type": "list", "elements": "dict", "options": CHECK_SPEC},
     "timeout": {"type": "int", "default": 15},
 }
+
+
+def _token(module: AnsibleModule) -> str:
+    """The token from O(token) or O(token_file); a token read from a file is masked from here on."""
+    p = module.params
+    if not p["token_file"]:
+        return p["token"] or ""
+    try:
+        with open(p["token_file"], encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        module.fail_json(msg=f"token_file: cannot read {p['token_file']}: {exc}")
+    if token:
+        module.no_log_values.add(token)
+    return token
 
 
 def _spec(module: AnsibleModule) -> kc.KubeconfigSpec:
@@ -274,7 +311,7 @@ def _spec(module: AnsibleModule) -> kc.KubeconfigSpec:
         user_name=p["user_name"],
         context_name=p["context_name"],
         ca_data=ca_data,
-        token=p["token"] or "",
+        token=_token(module),
         client_cert_data=p["client_cert_data"] or "",
         client_key_data=p["client_key_data"] or "",
     )
@@ -286,6 +323,14 @@ def _read(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def _mask_credentials(module: AnsibleModule, config: dict[str, Any], text: str) -> None:
+    """Every form of the credential is masked in the result, except the base64 the caller asked to get back."""
+    values = kc.secret_values(config, text)
+    if module.params["return_base64"]:
+        values.discard(kc.one_line_base64(text))
+    module.no_log_values.update(values)
 
 
 def _write(module: AnsibleModule, path: str, text: str) -> bool:
@@ -330,8 +375,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
-        mutually_exclusive=[("ca_data", "ca_file"), ("token", "client_cert_data")],
-        required_one_of=[("token", "client_cert_data")],
+        mutually_exclusive=[("ca_data", "ca_file"), ("token", "token_file", "client_cert_data")],
+        required_one_of=[("token", "token_file", "client_cert_data")],
         required_together=[("client_cert_data", "client_key_data")],
         add_file_common_args=False,
     )
@@ -342,6 +387,7 @@ def main() -> None:
     except kc.KubeconfigError as exc:
         module.fail_json(msg=str(exc))
     text = kc.render(config)
+    _mask_credentials(module, config, text)
     result: dict[str, Any] = {"changed": False, "current_context": config["current-context"]}
     path = module.params["path"]
     if path:
@@ -350,6 +396,10 @@ def main() -> None:
         result["path"] = path
         if module._diff:
             result["diff"] = _diff(before_text, config)
+    if module.params["base64_path"]:
+        changed = _write(module, module.params["base64_path"], kc.one_line_base64(text) + "\n")
+        result["changed"] = result["changed"] or changed
+        result["base64_path"] = module.params["base64_path"]
     if module.params["return_content"]:
         result["kubeconfig"] = text
     if module.params["return_base64"]:

@@ -21,6 +21,10 @@ description:
   - Labels every object with C(airgap.renku/release), keeps the release inventory in the ConfigMap
     C(airgap-release-<release>) and deletes objects an earlier run rendered and this one does not.
   - Test, delete and rollback hooks are not run.
+  - The values of every Secret it is given or reads (C(data) as written and decoded, C(stringData)) are masked
+    wherever they would appear in the result, the diff, an error or the invocation shown at C(-vvv) (Ansible's
+    C(no_log_values)). Values of fewer than 6 characters, and values the release also writes into an object that
+    is not a Secret (a host or user name), stay readable.
 author:
   - airgap.renku maintainers (@airgap-renku)
 requirements:
@@ -245,6 +249,8 @@ def main() -> None:
     if not kube_yaml.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     documents = _documents(module)
+    # the Secrets' values are masked in every output: the invocation (at -vvv), the result, errors
+    module.no_log_values.update(release.secret_values(documents))
     from kubernetes.dynamic import DynamicClient
 
     try:
@@ -268,7 +274,9 @@ def main() -> None:
     try:
         outcome = applier.run(documents, module.params["generated_fields"])
     except release.ReleaseError as exc:
+        module.no_log_values.update(applier.secret_values)
         module.fail_json(msg=str(exc), **applier.outcome.as_dict())
+    module.no_log_values.update(applier.secret_values)
     result: dict[str, Any] = outcome.as_dict()
     if module._diff:
         result["diff"] = outcome.diffs

@@ -15,6 +15,10 @@ description:
   - Waits until the token controller has filled the Secret and fails clearly when it never does.
   - With O(token_mode=request) no Secret is made; a bounded token is obtained through the TokenRequest API.
   - Returns the API server URL, the CA, the namespace and the token, ready for M(airgap.renku.kubeconfig_build).
+  - With O(token_path) the token is written to that file (mode C(0600)) and masked wherever it would appear in
+    the result, the diff or an error (Ansible's C(no_log_values)); pass the file on with
+    M(airgap.renku.kubeconfig_build)'s O(airgap.renku.kubeconfig_build#module:token_file). The base64 form of
+    the token (a Secret's C(data.token)) is always masked.
   - Check mode uses the API server's dry run, so nothing is written.
 author:
   - airgap.renku maintainers (@airgap-renku)
@@ -105,6 +109,13 @@ options:
       - PEM file of the CA that signs the certificate served at O(server), returned instead of the Secret's
         C(ca.crt) (for a load balancer terminating TLS with a site certificate).
     type: path
+  token_path:
+    description:
+      - Write the token to this file (atomically, mode C(0600)) and mask it in every output of the module;
+        RV(token) then reads C(********). Not written in check mode.
+      - Without it the token is returned usable in RV(token); register the result with C(no_log) and never
+        loop over it, since a loop shows each item in clear.
+    type: path
   state:
     description:
       - V(present) creates or updates; V(absent) deletes what V(present) makes.
@@ -121,6 +132,15 @@ EXAMPLES = r"""
     name: renku-data-service
   register: remote_sa
   no_log: true
+
+- name: Deployer of team-a; the token goes to a file and is masked in every output
+  airgap.renku.remote_cluster_sa:
+    kubeconfig: /etc/kubernetes/admin.conf
+    namespace: team-a
+    name: gitlab-deployer
+    cluster_role: admin
+    token_path: /srv/deployers/team-a.token
+  register: deployer_sa
 
 - name: Deployer bound to the ClusterRole admin in one namespace, with an expiring token
   airgap.renku.remote_cluster_sa:
@@ -173,10 +193,16 @@ service_account:
 token:
   description:
     - Bearer token of the ServiceAccount. Empty in check mode when the objects do not exist yet.
-    - Run the task with C(no_log) to keep it out of logs.
+    - C(********) when O(token_path) is set (the token is in that file); otherwise usable, so run the task
+      with C(no_log) to keep it out of logs.
   returned: state is present
   type: str
   sample: eyJhbGciOiJSUzI1NiIs...
+token_path:
+  description: The file holding the token; returned once it does (not in check mode before the first write).
+  returned: when O(token_path) is set and the file holds the token
+  type: str
+  sample: /srv/deployers/team-a.token
 token_expiration:
   description: Expiry of a requested token (O(token_mode=request)), else null.
   returned: state is present
@@ -222,6 +248,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "token_timeout": {"type": "int", "default": 60},
     "server": {"type": "str"},
     "server_ca_file": {"type": "path"},
+    "token_path": {"type": "path", "no_log": False},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
 }
 
@@ -260,6 +287,22 @@ def _credentials(module: AnsibleModule, api_client: Any, creds: dict[str, Any]) 
     }
 
 
+def _keep_token(module: AnsibleModule, result: dict[str, Any]) -> bool:
+    """Mask the token in every output; with token_path write it there. True when the file changed."""
+    token = result.get("token") or ""
+    path = module.params["token_path"]
+    forms = sa.token_forms(token)
+    if not path:
+        forms.discard(token)  # returned usable in `token` (see the docs)
+    module.no_log_values.update(forms)
+    if not path or not token:
+        return False
+    changed = sa.write_token_file(path, token, module.check_mode)
+    if not module.check_mode or not changed:
+        result["token_path"] = path
+    return changed
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -282,10 +325,13 @@ def main() -> None:
         else:
             outcome, creds = sa.ensure_present(rest, spec)
             result.update(_credentials(module, api_client, creds))
+            if _keep_token(module, result):
+                outcome.changed = True
+                outcome.actions.append(f"write the token to {module.params['token_path']}")
     except sa.ServiceAccountError as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
-        module.fail_json(msg=f"server_ca_file: cannot read {module.params['server_ca_file']}: {exc}")
+        module.fail_json(msg=f"server_ca_file or token_path: {exc}")
     except Exception as exc:  # ApiException and urllib3 errors: explain the likely cause
         module.fail_json(msg=api_error_message(exc, f"service account {spec.namespace}/{spec.name}"), **result)
     result.update(changed=outcome.changed, actions=outcome.actions)

@@ -117,6 +117,22 @@ def masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def secret_values(config: dict[str, Any], text: str) -> set[str]:
+    """Every form in which the credentials of `config` could show up in a result: the token and the client key
+    (as written, base64, and the PEM it encodes), and the base64 of the whole kubeconfig `text`."""
+    values = {one_line_base64(text)}
+    for entry in config.get("users") or []:
+        user = entry.get("user") or {}
+        for key in SECRET_USER_KEYS:
+            value = user.get(key)
+            if not value:
+                continue
+            values.update({value, _b64(value)})
+            if key == "client-key-data":
+                values.add(base64.b64decode(value).decode().strip())
+    return values
+
+
 def parse(text: str) -> dict[str, Any] | None:
     try:
         data = load_one(text)

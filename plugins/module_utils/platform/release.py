@@ -25,10 +25,11 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     annotations_of,
+    config_values,
     map_field,
     metadata_of,
 )
@@ -261,6 +262,42 @@ def masked(obj: dict | None) -> dict | None:
     return shown
 
 
+# Shorter Secret values are left readable: masking them would garble every word they occur in ("true", "80").
+MIN_MASKED_LENGTH = 6
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def public_strings(documents: list[dict]) -> set[str]:
+    """Every string the documents that are not Secrets hold: values a release writes in the open."""
+    return {text for d in documents if isinstance(d, dict) and d.get("kind") != "Secret" for text in _strings(d)}
+
+
+def secret_values(documents: list[dict], public: set[str] | None = None) -> set[str]:
+    """The values of the Secrets among `documents`, as written and decoded, for masking in every output.
+
+    A value the release also writes into an object that is not a Secret (a host or user name; `public`, by default
+    the public strings of `documents`) stays readable, and so does a value shorter than MIN_MASKED_LENGTH.
+    """
+    if public is None:
+        public = public_strings(documents)
+    secrets = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Secret"]
+    values: set[str] = set()
+    for secret in secrets:
+        values.update(v for v in (secret.get("data") or {}).values() if isinstance(v, str))
+        values.update(value.text for value in config_values(secret))
+    return {v for v in values if len(v.strip()) >= MIN_MASKED_LENGTH and v not in public}
+
+
 def _shorten(value: str) -> str:
     if len(value) <= 2048:
         return value
@@ -300,6 +337,8 @@ class ReleaseApplier:
         self.prune_enabled = prune
         self.sleep = sleep
         self.outcome = Outcome()
+        self.secret_values: set[str] = set()  # every Secret value read or written, for the caller to mask
+        self._public: set[str] = set()
         self._resources: dict[tuple[str, str], Any] = {}
         self._missing_namespaces: set[str] = set()
 
@@ -347,6 +386,7 @@ class ReleaseApplier:
             self._changed(key, None, body)
             return None
         before = self.get(resource, name, namespace)
+        self.secret_values.update(secret_values([body] + ([before] if before else []), self._public))
         owner = ((before or {}).get("metadata", {}).get("labels") or {}).get(RELEASE_LABEL)
         if not resource.namespaced and owner and owner != self.release:
             # a cluster-wide object two releases render alike (Renku's AmaltheaSession CRD): the release that
@@ -535,6 +575,8 @@ class ReleaseApplier:
             # random names and values the chart generates keep what the running release has
             kept = json.loads((record or {}).get("generated_names") or "{}")
             documents, names = stabilise(documents, generated, kept, self.namespace, self.live_of)
+        self._public = public_strings(documents)
+        self.secret_values.update(secret_values(documents, self._public))
         regular, hooks = split_hooks(documents)
         phase = "upgrade" if record else "install"
         self.outcome.phase = phase

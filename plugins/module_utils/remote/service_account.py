@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from ansible_collections.airgap.renku.plugins.module_utils.common.files import write_atomic
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "airgap.renku"}
 MASK = "<masked>"
@@ -221,6 +224,33 @@ def token_from_secret(secret: dict[str, Any]) -> tuple[str, str]:
     token = base64.b64decode(data["token"]).decode() if data.get("token") else ""
     ca_pem = base64.b64decode(data["ca.crt"]).decode() if data.get("ca.crt") else ""
     return token, ca_pem
+
+
+def token_forms(token: str) -> set[str]:
+    """Every form of a token a result could carry: the token and its base64 (a Secret's `data.token`)."""
+    if not token:
+        return set()
+    return {token, base64.b64encode(token.encode()).decode()}
+
+
+def token_file_current(path: str, token: str) -> bool:
+    """True when `path` holds exactly `token` with mode 0600."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read()
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        return False
+    return content == token and mode == 0o600
+
+
+def write_token_file(path: str, token: str, check: bool) -> bool:
+    """Put `token` into `path` (atomic, mode 0600 from the start); True when it changed or would change."""
+    if token_file_current(path, token):
+        return False
+    if not check:
+        write_atomic(path, token, mode=0o600)
+    return True
 
 
 def rest_json(api: Any, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str) -> Any:
