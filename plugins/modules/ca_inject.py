@@ -32,9 +32,9 @@ description:
     chart render that is a fraction of the documents and bytes (Renku's 440 KB session CRD is never read).
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - cryptography >= 3.3
-  - PyYAML
+extends_documentation_fragment:
+  - airgap.renku.requirements.cryptography
+  - airgap.renku.requirements.pyyaml
 attributes:
   check_mode:
     support: full

@@ -19,9 +19,11 @@ description:
   - Records the mapping in the C(charts) section of O(lock_file), keeping the other sections.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - helm
-  - PyYAML
+extends_documentation_fragment:
+  - airgap.renku.registry_destination
+  - airgap.renku.ca_file
+  - airgap.renku.requirements.helm
+  - airgap.renku.requirements.pyyaml
 attributes:
   check_mode:
     support: full
@@ -50,38 +52,25 @@ options:
         description: Name at the destination; the last path component of O(charts[].chart) by default.
         type: str
       username:
-        description: Source repository user.
+        description: Chart repository user.
         type: str
       password:
-        description: Source repository password.
+        description: Chart repository password or token.
         type: str
-  destination:
-    description:
-      - Internal OCI registry host[:port]. One of O(destination) and O(download_dir) is required.
-    type: str
+  # destination, destination_username, destination_password: doc fragment registry_destination
+  prefix:
+    default: charts
   download_dir:
     description:
-      - Export side of a bundle. Instead of pushing, write each chart (version made OCI-safe) as
+      - Export side of a bundle. Instead of pushing to O(destination), write each chart (version made OCI-safe) as
         C(<name>-<version>.tgz) into this directory with an index C(charts.yaml); the offline side
         pushes those files (O(charts[].chart) may be a local C(.tgz) path).
+      - One of O(destination) and O(download_dir) is required.
     type: path
   packages_dir:
     description:
       - Offline side of a bundle. Push every package listed in C(charts.yaml) of this directory (as
         written with O(download_dir)) instead of O(charts).
-    type: path
-  destination_username:
-    description: Registry user.
-    type: str
-  destination_password:
-    description: Registry password.
-    type: str
-  prefix:
-    description: Repository path for charts at the destination.
-    type: str
-    default: charts
-  ca_file:
-    description: CA bundle verifying the source and the destination.
     type: path
   helm:
     description: Helm binary.
@@ -145,28 +134,25 @@ lock_file:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec
 
 ARGUMENT_SPEC = dict(
     charts=dict(
         type="list",
         elements="dict",
         options=dict(
-            chart=dict(type="str", required=True),
-            repo=dict(type="str"),
+            CHART_SOURCE_OPTIONS,
             version=dict(type="str", required=True),
             name=dict(type="str"),
-            username=dict(type="str"),
-            password=dict(type="str", no_log=True),
         ),
     ),
-    destination=dict(type="str"),
+    **registry_destination_argspec(prefix="charts"),
+    **CA_FILE_ARGSPEC,
     download_dir=dict(type="path"),
     packages_dir=dict(type="path"),
-    destination_username=dict(type="str"),
-    destination_password=dict(type="str", no_log=True),
-    prefix=dict(type="str", default="charts"),
-    ca_file=dict(type="path"),
     helm=dict(type="path", default="helm"),
     lock_file=dict(type="path"),
 )
@@ -186,11 +172,15 @@ def main() -> None:
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import MirrorParamError, run_charts
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
+        ChartMirrorSettings,
+        MirrorParamError,
+    )
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:
-        result = run_charts(module.params, module.check_mode)
+        result = run_charts(ChartMirrorSettings.from_params(module.params), module.check_mode)
     except (ChartMirrorError, RegistryError, MirrorParamError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:

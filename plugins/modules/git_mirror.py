@@ -19,8 +19,9 @@ description:
   - TLS is verified against O(ca_file); credentials travel in an HTTP header, never in URLs or logs.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - git
+extends_documentation_fragment:
+  - airgap.renku.ca_file
+  - airgap.renku.requirements.git
 attributes:
   check_mode:
     support: full
@@ -61,9 +62,6 @@ options:
       password:
         description: Destination password or token.
         type: str
-  ca_file:
-    description: CA bundle verifying both servers.
-    type: path
   bundle_dir:
     description: Directory of the repositories' bundle files (C(git/) of an image_mirror bundle); with O(bundle_mode).
     type: path
@@ -127,6 +125,8 @@ repositories:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+
 ARGUMENT_SPEC = dict(
     repositories=dict(
         type="list",
@@ -142,7 +142,7 @@ ARGUMENT_SPEC = dict(
             password=dict(type="str", no_log=True),
         ),
     ),
-    ca_file=dict(type="path"),
+    **CA_FILE_ARGSPEC,
     bundle_dir=dict(type="path"),
     bundle_mode=dict(type="str", choices=["export", "import"]),
 )

@@ -18,8 +18,8 @@ description:
     which versions of C(amalthea-sessions) and C(csi-rclone) the deployed Renku chart vendors.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - PyYAML
+extends_documentation_fragment:
+  - airgap.renku.requirements.pyyaml
 attributes:
   check_mode:
     support: full

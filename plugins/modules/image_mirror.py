@@ -29,9 +29,11 @@ description:
   - TLS is always verified, against O(ca_file).
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - PyYAML
-  - helm (only when O(charts) is used)
+extends_documentation_fragment:
+  - airgap.renku.registry_destination
+  - airgap.renku.ca_file
+  - airgap.renku.requirements.pyyaml
+  - airgap.renku.requirements.helm
 attributes:
   check_mode:
     support: full
@@ -44,6 +46,7 @@ options:
     description:
       - V(direct) copies registry to registry; V(export) writes a bundle; V(import) pushes a bundle to
         O(destination); V(verify_bundle) checks a bundle against its checksums.
+      - V(direct) and V(import) need O(destination).
     type: str
     choices: [direct, export, import, verify_bundle]
     default: direct
@@ -86,7 +89,7 @@ options:
         description: Chart repository user.
         type: str
       password:
-        description: Chart repository password.
+        description: Chart repository password or token.
         type: str
   manifest_files:
     description: Files of Kubernetes YAML documents to scan.
@@ -134,18 +137,8 @@ options:
       ca_file:
         description: CA bundle for this registry; O(ca_file) otherwise.
         type: path
-  destination:
-    description: Internal registry host[:port]. Required for V(direct) and V(import).
-    type: str
-  destination_username:
-    description: User for the internal registry.
-    type: str
-  destination_password:
-    description: Password for the internal registry.
-    type: str
+  # destination, destination_username, destination_password: doc fragment registry_destination
   prefix:
-    description: Repository path prefix at the destination.
-    type: str
     default: mirror
   keep_registry_host:
     description:
@@ -153,9 +146,6 @@ options:
         (V(mirror/docker.io/library/alpine)), so repositories of different registries never collide.
     type: bool
     default: true
-  ca_file:
-    description: CA bundle (the site CA) verifying every registry and chart repository.
-    type: path
   platforms:
     description: Platforms to keep from indexes (V(linux/amd64)); all when empty.
     type: list
@@ -216,6 +206,7 @@ options:
     type: str
     default: /etc/containerd/certs.d/site-ca.crt
 notes:
+  - C(helm) is needed only when O(charts) is used.
   - The copy engine is the collection's own registry client (streaming, cross-repository mounts, one
     connection pool for all images); see the role README for the measured comparison with skopeo.
 seealso:
@@ -334,8 +325,12 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import DEFAULT_NODE_CA_PATH
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
@@ -345,14 +340,10 @@ ARGUMENT_SPEC = dict(
         elements="dict",
         default=[],
         options=dict(
-            chart=dict(type="str", required=True),
-            repo=dict(type="str"),
-            version=dict(type="str"),
+            CHART_SOURCE_OPTIONS,
             release=dict(type="str", default="mirror"),
             values_sets=dict(type="list", elements="list", default=[]),
             values=dict(type="list", elements="dict", default=[]),
-            username=dict(type="str"),
-            password=dict(type="str", no_log=True),
         ),
     ),
     manifest_files=dict(type="list", elements="path", default=[]),
@@ -371,12 +362,9 @@ ARGUMENT_SPEC = dict(
             ca_file=dict(type="path"),
         ),
     ),
-    destination=dict(type="str"),
-    destination_username=dict(type="str"),
-    destination_password=dict(type="str", no_log=True),
-    prefix=dict(type="str", default="mirror"),
+    **registry_destination_argspec(prefix="mirror"),
+    **CA_FILE_ARGSPEC,
     keep_registry_host=dict(type="bool", default=True),
-    ca_file=dict(type="path"),
     platforms=dict(type="list", elements="str", default=[]),
     parallel=dict(type="int", default=8),
     helm=dict(type="path", default="helm"),
@@ -387,7 +375,7 @@ ARGUMENT_SPEC = dict(
     verify=dict(type="str", choices=["receipt", "tags", "full"], default="receipt"),
     progress_file=dict(type="path"),
     output_dir=dict(type="path"),
-    node_ca_path=dict(type="str", default="/etc/containerd/certs.d/site-ca.crt"),
+    node_ca_path=dict(type="str", default=DEFAULT_NODE_CA_PATH),
 )
 
 
@@ -397,11 +385,15 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import DiscoveryError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import MirrorParamError, run
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
+        ImageMirrorSettings,
+        MirrorParamError,
+    )
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
 
     try:
-        result = run(module.params, module.check_mode)
+        result = run(ImageMirrorSettings.from_params(module.params), module.check_mode)
     except (MirrorParamError, ImageRefError, DiscoveryError, BundleError, RegistryError, ValueError, OSError) as exc:
         module.fail_json(msg=f"{type(exc).__name__}: {exc}")
     if not module._diff:

@@ -22,8 +22,8 @@ description:
     workloads using it, before anything is applied.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - PyYAML
+extends_documentation_fragment:
+  - airgap.renku.requirements.pyyaml
 attributes:
   check_mode:
     support: full

@@ -42,6 +42,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover impor
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import ChartMirrorSettings
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
@@ -594,13 +595,13 @@ def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registr
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
     charts = [{"chart": f"oci://{source.host}/charts/{name}", "version": "v1.2.3"}]
     params = {**internal_chart_params(lab_env, charts, prefix), "lock_file": str(tmp_path / "lock.yaml")}
-    planned = run_charts(params, check_mode=True)
+    planned = run_charts(ChartMirrorSettings.from_params(params), check_mode=True)
     assert planned["charts"][0]["action"] == "push" and not (tmp_path / "lock.yaml").exists()
-    pushed = run_charts(params, check_mode=False)
+    pushed = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
     (entry,) = pushed["charts"]
     assert (entry["oci_version"], entry["oci_tag"], entry["version"]) == ("1.2.3", "1.2.3", "v1.2.3")
     assert entry["digest"].startswith("sha256:")
-    assert run_charts(params, check_mode=False)["changed"] is False
+    assert run_charts(ChartMirrorSettings.from_params(params), check_mode=False)["changed"] is False
     recorded = yaml.safe_load((tmp_path / "lock.yaml").read_text())["charts"]
     assert recorded[0]["destination"] == f"oci://{lab_env['REGISTRY_INTERNAL']}/{prefix}/{name}"
 
@@ -616,7 +617,10 @@ def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registr
     assert pulled.returncode == 0, pulled.stderr
     assert (pull_dir / f"{name}-1.2.3.tgz").exists()
     with pytest.raises(ChartMirrorError, match="not semantic"):
-        run_charts(dict(params, charts=[{"chart": "oci://x/y", "version": "1.2"}]), check_mode=True)
+        run_charts(
+            ChartMirrorSettings.from_params(dict(params, charts=[{"chart": "oci://x/y", "version": "1.2"}])),
+            check_mode=True,
+        )
 
 
 ENV_AND_CRD_TEMPLATES = {
@@ -826,9 +830,9 @@ def test_chart_with_build_metadata_keeps_its_version(lab_env, tmp_path):
     )
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
     params = internal_chart_params(lab_env, [{"chart": str(chart), "version": version, "name": name}], prefix)
-    (entry,) = run_charts(params, check_mode=False)["charts"]
+    (entry,) = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)["charts"]
     assert (entry["oci_version"], entry["oci_tag"]) == (version, "1.0.0_build.7")
-    assert run_charts(params, check_mode=False)["changed"] is False
+    assert run_charts(ChartMirrorSettings.from_params(params), check_mode=False)["changed"] is False
     internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
     assert internal.manifest_digest(f"{prefix}/{name}", "1.0.0_build.7") == entry["digest"]
     env = _helm_env(tmp_path / "helm")
@@ -880,7 +884,7 @@ def test_classic_repo_chart_discovered_and_pushed_oci_safe(lab_env, classic_char
     assert "docker.io/library/alpine:3.20" in found.images
     prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
     params = internal_chart_params(lab_env, [chart], prefix)
-    (entry,) = run_charts(params, check_mode=False)["charts"]
+    (entry,) = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)["charts"]
     assert entry["source"] == f"{classic_chart_repo}/classic"
     assert (entry["oci_version"], entry["destination"]) == (
         "0.3.0",

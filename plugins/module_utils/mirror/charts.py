@@ -30,6 +30,17 @@ _SEMVER = re.compile(
 )
 
 
+# The suboptions of `charts[]` that say where a chart comes from (image_mirror and chart_mirror; chart_mirror
+# requires the version). Suboptions cannot come from a doc fragment, so each module documents them.
+CHART_SOURCE_OPTIONS: Dict[str, Dict[str, Any]] = {
+    "chart": {"type": "str", "required": True},
+    "repo": {"type": "str"},
+    "version": {"type": "str"},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+}
+
+
 class ChartMirrorError(Exception):
     """A chart could not be pulled, repackaged or pushed."""
 

@@ -44,18 +44,20 @@ def no_progress(_msg: str) -> None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Endpoint:
     """A registry host and how to talk to it."""
 
     host: str
     ca_file: Optional[str] = None
     username: Optional[str] = None
-    password: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MirrorSettings:
+    """How the copy engine reaches the registries and names repositories at the destination."""
+
     destination: Endpoint
     prefix: str = "mirror"
     keep_registry_host: bool = True

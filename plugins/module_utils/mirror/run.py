@@ -1,6 +1,10 @@
 # Copyright: airgap.renku contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The `image_mirror` module's work: module parameters -> discovery -> plan/copy/bundle -> lock file."""
+"""The work of `image_mirror` and `chart_mirror`: settings -> discovery -> plan/copy/bundle -> lock file.
+
+The modules turn their parameters into settings.ImageMirrorSettings / ChartMirrorSettings once; nothing here
+reads a parameter dict.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.files import write_atomic
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
@@ -18,9 +22,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import 
     verify_bundle,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
-    Endpoint,
     MirrorResult,
-    MirrorSettings,
     RegistryPool,
     locate,
     lock_entries,
@@ -41,48 +43,14 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import (
     merge_lock,
     read_lock,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
+    ChartMirrorSettings,
+    ImageMirrorSettings,
+    MirrorParamError,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 
-
-class MirrorParamError(ValueError):
-    """A module parameter is unusable; the message names it and the fix."""
-
-
-def settings_from_params(params: Dict[str, Any]) -> MirrorSettings:
-    credentials = {}
-    for cred in params.get("source_credentials") or []:
-        credentials[cred["registry"]] = Endpoint(
-            cred["registry"], cred.get("ca_file"), cred.get("username"), cred.get("password")
-        )
-    destination = params.get("destination") or ""
-    if "/" in destination or "://" in destination:
-        raise MirrorParamError(f"destination {destination!r} must be a registry host[:port]; put paths in prefix")
-    return MirrorSettings(
-        destination=Endpoint(
-            destination, params.get("ca_file"), params.get("destination_username"), params.get("destination_password")
-        ),
-        prefix=params.get("prefix") or "",
-        keep_registry_host=params.get("keep_registry_host", True),
-        source_rewrites=dict(params.get("source_rewrites") or {}),
-        credentials=credentials,
-        ca_file=params.get("ca_file"),
-        platforms=list(params.get("platforms") or []),
-        parallel=max(1, int(params.get("parallel") or 8)),
-        refresh=bool(params.get("refresh", False)),
-    )
-
-
-def validate_params(params: Dict[str, Any]) -> None:
-    mode = params["mode"]
-    if mode in ("direct", "import") and not params.get("destination"):
-        raise MirrorParamError(f"mode={mode} needs destination (the internal registry host[:port])")
-    if mode in ("export", "import", "verify_bundle") and not params.get("bundle"):
-        raise MirrorParamError(f"mode={mode} needs bundle (a directory or .tar path)")
-    for image in params.get("images") or []:
-        parse_image(image)  # raises ImageRefError naming the bad reference
-    for source, target in (params.get("source_rewrites") or {}).items():
-        if "://" in target or not target:
-            raise MirrorParamError(f"source_rewrites[{source}]={target!r} must be host[:port][/path], no scheme")
+__all__ = ["ChartMirrorSettings", "ImageMirrorSettings", "MirrorParamError", "run", "run_charts"]
 
 
 def progress_writer(path: Optional[str]) -> Callable[[str], None]:
@@ -100,25 +68,26 @@ def progress_writer(path: Optional[str]) -> Callable[[str], None]:
     return write
 
 
-def discover_images(params: Dict[str, Any], settings: MirrorSettings) -> Discovered:
+def discover_images(settings: ImageMirrorSettings) -> Discovered:
     found = discover(
-        params.get("charts") or [],
-        params.get("manifest_files") or [],
-        params.get("images") or [],
-        params.get("pod_spec_paths") or [],
-        params.get("image_fields") or [],
-        helm=params.get("helm") or "helm",
-        ca_file=params.get("ca_file"),
+        list(settings.charts),
+        list(settings.manifest_files),
+        list(settings.images),
+        list(settings.pod_spec_paths),
+        list(settings.image_fields),
+        helm=settings.helm,
+        ca_file=settings.ca_file,
     )
-    if found.candidates and params.get("confirm_candidates", True):
-        pool = RegistryPool(settings)
+    if found.candidates and settings.confirm_candidates:
+        engine = settings.engine
+        pool = RegistryPool(engine)
         try:
 
             def exists(ref: str) -> bool:
-                plan = locate(parse_image(ref), settings)
+                plan = locate(parse_image(ref), engine)
                 return pool.get(plan.src_host).manifest_digest(plan.src_repo, plan.source.reference) is not None
 
-            confirm_candidates(found, exists, settings.parallel)
+            confirm_candidates(found, exists, engine.parallel)
         finally:
             pool.close()
     elif found.candidates:
@@ -141,72 +110,73 @@ def _write_file(path: str, text: str) -> None:
     write_atomic(path, text)
 
 
-def run(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
-    """Everything the module does; returns its result (without `changed` for the lock file)."""
-    validate_params(params)
-    settings = settings_from_params(params)
-    progress = progress_writer(None if check_mode else params.get("progress_file"))
-    mode = params["mode"]
-    if mode == "verify_bundle":
-        problems = verify_bundle(params["bundle"])
+def run(settings: ImageMirrorSettings, check_mode: bool) -> Dict[str, Any]:
+    """Everything `image_mirror` does; returns its result (without `changed` for the lock file)."""
+    progress = progress_writer(None if check_mode else settings.progress_file)
+    engine = settings.engine
+    if settings.mode == "verify_bundle":
+        problems = verify_bundle(settings.bundle)
         return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
-    if mode == "import":
-        result = import_bundle(params["bundle"], settings, check_mode, params.get("verify") or "receipt", progress)
-        return _shape(result, None, params, check_mode, settings)
-    found = discover_images(params, settings)
+    if settings.mode == "import":
+        result = import_bundle(settings.bundle, engine, check_mode, settings.verify, progress)
+        return report_run(result, None, settings, check_mode)
+    found = discover_images(settings)
     refs = sorted(found.images)
-    if mode == "export":
+    if settings.mode == "export":
         if check_mode:
-            result = mirror_images(refs, settings, check_mode=True, progress=progress)
+            result = mirror_images(refs, engine, check_mode=True, progress=progress)
         else:
-            result = export_bundle(refs, settings, params["bundle"], params.get("bundle_archive"), progress)
-        return _shape(result, found, params, check_mode, settings)
-    previous = read_lock_param(params.get("lock_file"))
-    verify = params.get("verify") or "receipt"
-    result = mirror_images(refs, settings, check_mode, False, progress, previous, verify)
-    return _shape(result, found, params, check_mode, settings)
+            result = export_bundle(refs, engine, settings.bundle, settings.bundle_archive, progress)
+        return report_run(result, found, settings, check_mode)
+    previous = read_lock_param(settings.lock_file)
+    result = mirror_images(refs, engine, check_mode, False, progress, previous, settings.verify)
+    return report_run(result, found, settings, check_mode)
 
 
-def _shape(
-    result: MirrorResult,
-    found: Optional[Discovered],
-    params: Dict[str, Any],
-    check_mode: bool,
-    settings: MirrorSettings,
-) -> Dict[str, Any]:
-    lock = build_lock(lock_entries(result.plans))
+def run_stats(result: MirrorResult, settings: ImageMirrorSettings, check_mode: bool) -> Dict[str, Any]:
+    """The run's counters; in check mode also the bytes a real run would copy (asks the destination)."""
     stats = result.stats.as_dict()
-    if check_mode and params["mode"] == "export":
+    if check_mode and settings.mode == "export":
         stats["bytes_to_copy"] = sum(p.size for p in result.plans if not p.error)
-    elif check_mode and params["mode"] != "import":
-        pool = RegistryPool(settings)
+    elif check_mode and settings.mode != "import":
+        pool = RegistryPool(settings.engine)
         try:
-            stats["bytes_to_copy"] = missing_bytes(result.plans, pool, settings.parallel)
+            stats["bytes_to_copy"] = missing_bytes(result.plans, pool, settings.engine.parallel)
         finally:
             pool.close()
+    return stats
+
+
+def run_changed(result: MirrorResult, mode: str, check_mode: bool) -> bool:
+    if check_mode:
+        return any(not p.error and not p.present for p in result.plans)
+    if mode == "export":
+        return result.stats.blobs_copied > 0
+    return result.stats.images_copied > 0
+
+
+def report_run(
+    result: MirrorResult, found: Optional[Discovered], settings: ImageMirrorSettings, check_mode: bool
+) -> Dict[str, Any]:
+    """The module result of a run; writes the files for later stages and the lock file when nothing failed."""
+    lock = build_lock(lock_entries(result.plans))
     out: Dict[str, Any] = {
         "images": summarise(result.plans),
-        "stats": stats,
+        "stats": run_stats(result, settings, check_mode),
         "lock": lock,
         "errors": result.errors,
         "warnings_found": list(found.warnings) if found else [],
         "discovered": dict(sorted(found.images.items())) if found else {},
         "rejected": dict(sorted(found.rejected.items())) if found else {},
+        "changed": run_changed(result, settings.mode, check_mode),
     }
-    if check_mode:
-        out["changed"] = any(not p.error and not p.present for p in result.plans)
-    elif params["mode"] == "export":
-        out["changed"] = result.stats.blobs_copied > 0
-    else:
-        out["changed"] = result.stats.images_copied > 0
-    if params.get("output_dir") and not result.errors and params["mode"] != "export":
-        written = write_outputs(params, lock, check_mode)
+    if settings.output_dir and not result.errors and settings.mode != "export":
+        written = write_outputs(settings, lock, check_mode)
         out["outputs"] = written
         out["changed"] = out["changed"] or any(f["changed"] for f in written)
-    lock_file = params.get("lock_file")
-    if lock_file and not result.errors:
-        previous = read_lock_param(lock_file)
-        _record_lock(out, lock_file, previous, merge_lock(previous, lock), check_mode)
+    if settings.lock_file and not result.errors:
+        previous = read_lock_param(settings.lock_file)
+        _record_lock(out, settings.lock_file, previous, merge_lock(previous, lock), check_mode)
     return out
 
 
@@ -223,50 +193,43 @@ def _record_lock(
     out["lock_file"] = lock_file
 
 
-def run_charts(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+def run_charts(settings: ChartMirrorSettings, check_mode: bool) -> Dict[str, Any]:
     """The `chart_mirror` module's work: plan each chart, push (or download) what is missing, record it."""
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import oci_version
 
-    if params.get("packages_dir"):
-        params = dict(params, charts=packaged_charts(params["packages_dir"]))
-    for chart in params["charts"]:
+    charts = tuple(packaged_charts(settings.packages_dir)) if settings.packages_dir else settings.charts
+    for chart in charts:
         oci_version(chart["version"])  # validate every version before touching anything
-    run_one = _download_charts if params.get("download_dir") else _push_charts
-    entries = run_one(params, check_mode)
+    if settings.download_dir:
+        entries = _download_charts(charts, settings, settings.download_dir, check_mode)
+    else:
+        entries = _push_charts(charts, settings, check_mode)
     out: Dict[str, Any] = {"charts": entries, "changed": any(e["action"] != "present" for e in entries)}
-    lock_file = params.get("lock_file")
-    if lock_file:
-        previous = read_lock_param(lock_file)
+    if settings.lock_file:
+        previous = read_lock_param(settings.lock_file)
         recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
         new = merge_lock(previous, {"apiVersion": LOCK_API_VERSION, "kind": LOCK_KIND, "charts": recorded})
         new.setdefault("images", [])
-        _record_lock(out, lock_file, previous, new, check_mode)
+        _record_lock(out, settings.lock_file, previous, new, check_mode)
     return out
 
 
-def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
+def _push_charts(
+    charts: Tuple[Dict[str, Any], ...], settings: ChartMirrorSettings, check_mode: bool
+) -> List[Dict[str, Any]]:
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import plan_chart, push_chart
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
-    dest = Registry(
-        params["destination"],
-        params.get("ca_file"),
-        params.get("destination_username"),
-        params.get("destination_password"),
-    )
+    target = settings.destination
+    dest = Registry(target.host, target.ca_file, target.username, target.password)
     entries = []
     try:
-        for chart in params["charts"]:
-            entry = plan_chart(chart, dest, params["destination"], params.get("prefix") or "")
+        for chart in charts:
+            entry = plan_chart(chart, dest, target.host, target.prefix)
             entry["action"] = "present" if entry.pop("present") else "push"
             if entry["action"] == "push" and not check_mode:
                 entry["digest"] = push_chart(
-                    chart,
-                    entry,
-                    params.get("helm") or "helm",
-                    params.get("ca_file"),
-                    params.get("destination_username"),
-                    params.get("destination_password"),
+                    chart, entry, settings.helm, target.ca_file, target.username, target.password
                 )
             entries.append(entry)
     finally:
@@ -274,25 +237,22 @@ def _push_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any
     return entries
 
 
-def _download_charts(params: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
-    """Export side: packages (OCI-safe versions) and `charts.yaml` in `download_dir`."""
+def _download_charts(
+    charts: Tuple[Dict[str, Any], ...], settings: ChartMirrorSettings, directory: str, check_mode: bool
+) -> List[Dict[str, Any]]:
+    """Export side: packages (OCI-safe versions) and `charts.yaml` in `directory`."""
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import download_chart, plan_download
 
-    directory = params["download_dir"]
     entries = []
-    for chart in params["charts"]:
+    for chart in charts:
         entry = plan_download(chart, directory)
         entry["action"] = "present" if entry.pop("present") else "download"
         if entry["action"] == "download" and not check_mode:
-            download_chart(chart, entry, params.get("helm") or "helm", params.get("ca_file"), directory)
+            download_chart(chart, entry, settings.helm, settings.ca_file, directory)
         entries.append(entry)
     index = dump_one({"charts": [{k: v for k, v in e.items() if k != "action"} for e in entries]}, sort_keys=False)
     index_path = os.path.join(directory, "charts.yaml")
-    current = None
-    if os.path.exists(index_path):
-        with open(index_path, encoding="utf-8") as handle:
-            current = handle.read()
-    if current != index:
+    if _read_text(index_path) != index:
         if not check_mode:
             _write_file(index_path, index)
         entries = [dict(e, action=e["action"] if e["action"] != "present" else "index") for e in entries]
@@ -316,7 +276,15 @@ def packaged_charts(directory: str) -> List[Dict[str, Any]]:
 # files later stages and node configuration use
 
 
-def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> Dict[str, Any]:
+def _read_text(path: str) -> Optional[str]:
+    """The text of `path`, or None when there is no such file."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _chart_values(chart: Dict[str, Any], settings: ImageMirrorSettings, home: str) -> Dict[str, Any]:
     import subprocess
 
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
@@ -325,7 +293,7 @@ def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> D
         helm_env,
     )
 
-    cmd = [params.get("helm") or "helm", "show", "values", *chart_source_args(chart, params.get("ca_file"))]
+    cmd = [settings.helm, "show", "values", *chart_source_args(chart, settings.ca_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=helm_env(home), check=False)
     if proc.returncode != 0:
         raise DiscoveryError(f"helm show values {chart['chart']} failed: {proc.stderr.strip()[-1000:]}")
@@ -335,7 +303,7 @@ def _chart_values(chart: Dict[str, Any], params: Dict[str, Any], home: str) -> D
         raise DiscoveryError(f"cannot read the output of {exc}") from exc
 
 
-def output_files(params: Dict[str, Any], lock: Dict[str, Any]) -> Dict[str, str]:
+def output_files(settings: ImageMirrorSettings, lock: Dict[str, Any]) -> Dict[str, str]:
     """Relative path -> content of every generated file (values overlays, containerd, CRI-O, CA)."""
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import chart_name
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import (
@@ -345,38 +313,34 @@ def output_files(params: Dict[str, Any], lock: Dict[str, Any]) -> Dict[str, str]
     )
 
     files: Dict[str, str] = {}
-    charts = params.get("charts") or []
-    carried = os.path.join(params.get("bundle") or "", "charts")
-    if not charts and params["mode"] == "import" and os.path.isfile(os.path.join(carried, "charts.yaml")):
+    charts: List[Dict[str, Any]] = list(settings.charts)
+    carried = os.path.join(settings.bundle or "", "charts")
+    if not charts and settings.mode == "import" and os.path.isfile(os.path.join(carried, "charts.yaml")):
         charts = packaged_charts(carried)
     with tempfile.TemporaryDirectory(prefix="mirror-values-") as home:
         for chart in charts:
-            overlay, _used = values_overlay(_chart_values(chart, params, home), lock)
+            overlay, _used = values_overlay(_chart_values(chart, settings, home), lock)
             header = f"# Generated from the mirror lock file: image values of {chart['chart']} pinned by digest.\n"
             files[f"values/{chart_name(chart)}.yaml"] = header + dump_one(overlay, sort_keys=False)
-    node_ca = params.get("node_ca_path") or "/etc/containerd/certs.d/site-ca.crt"
+    node_ca = settings.node_ca_path
     for path, content in containerd_hosts(lock, node_ca, "runtime/etc/containerd/certs.d").items():
         files[path] = content
     files["runtime/etc/containers/registries.conf.d/50-airgap-mirror.conf"] = crio_registries_conf(lock)
-    if params.get("ca_file"):
-        with open(params["ca_file"], encoding="utf-8") as handle:
+    if settings.ca_file:
+        with open(settings.ca_file, encoding="utf-8") as handle:
             ca = handle.read()
         files["runtime" + node_ca] = ca
-        files[f"runtime/etc/containers/certs.d/{params['destination']}/ca.crt"] = ca
+        files[f"runtime/etc/containers/certs.d/{settings.destination.host}/ca.crt"] = ca
     return files
 
 
-def write_outputs(params: Dict[str, Any], lock: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
+def write_outputs(settings: ImageMirrorSettings, lock: Dict[str, Any], check_mode: bool) -> List[Dict[str, Any]]:
     """Write the generated files under `output_dir` when their content differs; report each."""
-    root = params["output_dir"]
+    root = settings.output_dir or ""
     report = []
-    for rel, content in sorted(output_files(params, lock).items()):
+    for rel, content in sorted(output_files(settings, lock).items()):
         path = os.path.join(root, rel)
-        current = None
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                current = handle.read()
-        changed = current != content
+        changed = _read_text(path) != content
         if changed and not check_mode:
             _write_file(path, content)
         report.append({"path": path, "changed": changed})

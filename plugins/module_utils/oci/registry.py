@@ -41,6 +41,20 @@ class RegistryError(Exception):
     """A registry answered something other than what the protocol promises."""
 
 
+# doc fragment airgap.renku.registry_destination; each module gives `prefix` its own default
+REGISTRY_DESTINATION_ARGSPEC: Dict[str, Dict[str, Any]] = {
+    "destination": {"type": "str"},
+    "destination_username": {"type": "str"},
+    "destination_password": {"type": "str", "no_log": True},
+    "prefix": {"type": "str"},
+}
+
+
+def registry_destination_argspec(prefix: str) -> Dict[str, Dict[str, Any]]:
+    """REGISTRY_DESTINATION_ARGSPEC with `prefix` defaulting to the module's own repository path."""
+    return {**REGISTRY_DESTINATION_ARGSPEC, "prefix": {"type": "str", "default": prefix}}
+
+
 class Manifest(NamedTuple):
     body: bytes
     media_type: str

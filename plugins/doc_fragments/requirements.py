@@ -1,0 +1,39 @@
+# Copyright: airgap.renku contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+# One attribute per dependency, used as airgap.renku.requirements.<name>. The Python lower bounds are those of
+# requirements.txt and the programs those of bindep.txt (tests/unit/test_doc_fragments.py keeps them in step).
+# Ansible needs an options key in every fragment, hence the empty one.
+class ModuleDocFragment:
+    PYYAML = r"""
+options: {}
+requirements:
+  - PyYAML >= 6.0 (Python)
+"""
+
+    CRYPTOGRAPHY = r"""
+options: {}
+requirements:
+  - cryptography >= 41.0.0 (Python)
+"""
+
+    KUBERNETES = r"""
+options: {}
+requirements:
+  - kubernetes >= 29.0.0 (Python)
+"""
+
+    HELM = r"""
+options: {}
+requirements:
+  - helm (program on the host that runs the module)
+"""
+
+    GIT = r"""
+options: {}
+requirements:
+  - git (program on the host that runs the module)
+"""
