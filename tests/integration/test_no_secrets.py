@@ -1,0 +1,277 @@
+"""No secret in any output: site.yml at -vvv --diff, run the way AWX runs it (ansible-runner), from a fresh lab state.
+
+The demo's credentials are deleted first (service-account token Secrets, the pull Secret, the remote-cluster
+kubeconfig Secret, the deployer kubeconfig and token files), so the run creates every one of them again. Then every
+secret value the lab and the run hold is looked for in the playbook output (the runner's stdout), the runner's job
+events and artifacts, and every file the run wrote outside `.lab/`. A hit names the file, the line and which secret;
+the value itself is never printed.
+
+site.yml changes the lab's shared objects, so the test runs alone: `make integration` runs it after the parallel
+tests, and a pytest-xdist worker skips it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "all"
+# Objects holding a credential that the demo's stages create (inventories/lab and the roles' defaults):
+# (cluster, namespace, Secret) deleted before the run.
+DEMO_SECRETS = [
+    ("local", "demo-app", "gitlab-deployer-token"),
+    ("remote", "renku-sessions", "renku-data-service-token"),
+    ("local", "renku", "renku-remote-clusters"),
+    ("local", "renku", "internal-registry-pull"),
+]
+# Trees the run could write into besides its own temporary directory and the runner's private data directory.
+SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
+MIN_SECRET_LENGTH = 8  # shorter Secret values (ports, "true", user names) are not credentials
+
+pytestmark = pytest.mark.lab
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str  # where the value comes from, for the verdict; never the value
+    value: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: Path
+    line: int
+    secret: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.secret}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the secrets the lab and the run hold
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def lab_env_secrets(lab_env: dict[str, str]) -> Iterator[Secret]:
+    """Passwords and tokens of `make -s lab-env`, with the forms an HTTP client or a URL gives them."""
+    for key, value in lab_env.items():
+        if value and re.search(r"PASSWORD|TOKEN|SECRET", key):
+            yield Secret(f"lab env {key}", value)
+    for user_key, password_key in (
+        ("REGISTRY_INTERNAL_USER", "REGISTRY_INTERNAL_PASSWORD"),
+        ("LAB_GIT_USER", "LAB_GIT_PASSWORD"),
+    ):
+        user, password = lab_env.get(user_key, ""), lab_env.get(password_key, "")
+        if user and password:
+            yield Secret(f"basic auth of {user_key}:{password_key}", b64(f"{user}:{password}"))
+            yield Secret(f"lab env {password_key} (URL-quoted)", quote(password, safe=""))
+
+
+def _decoded(value: str) -> str | None:
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def dockerconfig_secrets(label: str, raw: str) -> Iterator[Secret]:
+    yield Secret(f"{label} (base64)", raw)
+    decoded = _decoded(raw) or "{}"
+    for registry, entry in (json.loads(decoded).get("auths") or {}).items():
+        for key in ("auth", "password", "identitytoken"):
+            if entry.get(key):
+                yield Secret(f"{label} auths[{registry}].{key}", entry[key])
+
+
+def is_public(key: str, text: str) -> bool:
+    """CA certificates and the namespace of a token Secret are shown on purpose; short values are no credential."""
+    return key.endswith(".crt") or key == "namespace" or "-----BEGIN CERTIFICATE" in text
+
+
+def secret_object_secrets(cluster: str, secret: client.V1Secret) -> Iterator[Secret]:
+    """Every credential of one Secret: as stored (base64) and decoded."""
+    label = f"Secret {cluster}:{secret.metadata.namespace}/{secret.metadata.name}"
+    for key, raw in (secret.data or {}).items():
+        if key == ".dockerconfigjson":
+            yield from dockerconfig_secrets(f"{label} .dockerconfigjson", raw)
+            continue
+        text = _decoded(raw)
+        if text is None or is_public(key, text) or len(text.strip()) < MIN_SECRET_LENGTH:
+            continue
+        yield Secret(f"{label} key {key}", text.strip())
+        yield Secret(f"{label} key {key} (base64)", raw)
+
+
+def cluster_secrets(cluster: str, kubeconfig: str) -> Iterator[Secret]:
+    api = client.CoreV1Api(config.new_client_from_config(kubeconfig))
+    for secret in api.list_secret_for_all_namespaces().items:
+        yield from secret_object_secrets(cluster, secret)
+
+
+def kubeconfig_secrets(path: Path) -> Iterator[Secret]:
+    """Tokens and client keys of a kubeconfig file (whole and base64) and the file's base64 one-liner."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        return
+    yield Secret(f"kubeconfig {path.name} as base64", b64(path.read_text()))
+    for entry in data.get("users") or []:
+        user = entry.get("user") or {}
+        if user.get("token"):
+            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} token", user["token"])
+            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} token (base64)", b64(user["token"]))
+        if user.get("client-key-data"):
+            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} client key", user["client-key-data"])
+
+
+def lab_files_secrets(state: Path) -> Iterator[Secret]:
+    """Kubeconfigs and token or password files the lab and the run keep under the lab state directory."""
+    for path in sorted(state.rglob("*")):
+        if not path.is_file() or path.stat().st_size > 1_000_000:
+            continue
+        if path.suffix in (".kubeconfig", ".yaml") and path.name.endswith(("kubeconfig", ".kubeconfig")):
+            yield from kubeconfig_secrets(path)
+        elif path.suffix == ".token" or path.name in ("git-password", "dataservice.token"):
+            value = path.read_text().strip()
+            if value:
+                yield Secret(f"{path.name} (lab state)", value)
+                yield Secret(f"{path.name} (lab state, base64)", b64(value))
+
+
+def all_secrets(lab_env: dict[str, str]) -> list[Secret]:
+    found = [
+        *lab_env_secrets(lab_env),
+        *cluster_secrets("local", lab_env["KUBECONFIG_LOCAL"]),
+        *cluster_secrets("remote", lab_env["KUBECONFIG_REMOTE"]),
+        *lab_files_secrets(Path(lab_env["LAB_STATE"])),
+    ]
+    with_json_forms = found + [
+        Secret(f"{s.name} (JSON-escaped)", json.dumps(s.value)[1:-1])
+        for s in found
+        if json.dumps(s.value)[1:-1] != s.value
+    ]
+    unique: dict[str, Secret] = {}
+    for secret in with_json_forms:
+        unique.setdefault(secret.value, secret)
+    return [s for s in unique.values() if len(s.value) >= MIN_SECRET_LENGTH]
+
+
+# --------------------------------------------------------------------------------------------------
+# where to look
+
+
+def files_under(root: Path, since: float) -> Iterator[Path]:
+    """Regular files below `root` modified at or after `since`, outside SKIPPED_DIRS; symlinks not followed."""
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+        for name in files:
+            path = Path(directory) / name
+            try:
+                if not path.is_symlink() and path.stat().st_mtime >= since:
+                    yield path
+            except FileNotFoundError:
+                continue
+
+
+def find_secrets(path: Path, secrets: Iterable[Secret]) -> list[Hit]:
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    hits = []
+    for secret in secrets:
+        start = text.find(secret.value)
+        while start != -1:
+            hits.append(Hit(path, text.count("\n", 0, start) + 1, secret.name))
+            start = text.find(secret.value, start + 1)
+    return hits
+
+
+def scan(paths: Iterable[Path], secrets: list[Secret]) -> list[Hit]:
+    return [hit for path in paths for hit in find_secrets(path, secrets)]
+
+
+# --------------------------------------------------------------------------------------------------
+# a fresh lab state and the run
+
+
+def delete_demo_credentials(lab_env: dict[str, str]) -> None:
+    kubeconfigs = {"local": lab_env["KUBECONFIG_LOCAL"], "remote": lab_env["KUBECONFIG_REMOTE"]}
+    for cluster, namespace, name in DEMO_SECRETS:
+        api = client.CoreV1Api(config.new_client_from_config(kubeconfigs[cluster]))
+        try:
+            api.delete_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    for path in (Path(lab_env["LAB_STATE"]) / "deployers").glob("*"):
+        path.unlink()
+
+
+def run_site(private_data_dir: Path) -> tuple[int, str, Path]:
+    """site.yml -vvv --diff through ansible-runner; (rc, stdout, artifacts directory)."""
+    import ansible_runner
+
+    tmp = private_data_dir / "tmp"
+    tmp.mkdir(parents=True)
+    result = ansible_runner.run(
+        private_data_dir=str(private_data_dir),
+        project_dir=str(ROOT),
+        playbook=str(ROOT / "site.yml"),
+        inventory=str(ROOT / "inventories" / "lab"),
+        verbosity=3,
+        cmdline="--diff",
+        binary=str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+        envvars={
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TMPDIR": str(tmp),
+            "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+            "ANSIBLE_REMOTE_TEMP": str(tmp / "ansible-remote"),
+        },
+        quiet=True,
+    )
+    stdout = result.stdout.read()
+    return result.rc, stdout, Path(result.config.artifact_dir)
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("PYTEST_XDIST_WORKER")),
+    reason="site.yml changes the lab's shared objects: runs alone, after the parallel tests (make integration)",
+)
+def test_no_secret_in_any_output_of_site_yml(lab_env, tmp_path):
+    delete_demo_credentials(lab_env)
+    started = time.time()
+    rc, stdout, artifacts = run_site(tmp_path / "runner")
+    duration = time.time() - started
+    assert rc == 0, stdout[-4000:]
+    secrets = all_secrets(lab_env)
+    assert any(s.name.startswith("Secret local:demo-app/gitlab-deployer-token") for s in secrets), (
+        "the deployer's token Secret was not created again"
+    )
+    written = [
+        *files_under(ROOT, started),
+        *files_under(Path.home(), started),
+        *files_under(tmp_path, 0),
+    ]
+    assert (artifacts / "stdout").exists() and any((artifacts / "job_events").iterdir())
+    hits = scan(dict.fromkeys(written), secrets)
+    print(
+        f"site.yml -vvv --diff via ansible-runner: {duration:.0f}s; {len(secrets)} secret values "
+        f"searched in {len(set(written))} files; {len(hits)} hits"
+    )
+    assert not hits, "secrets in the output or in files the run wrote:\n" + "\n".join(map(str, hits[:200]))
