@@ -4,36 +4,16 @@
 from __future__ import annotations
 
 
+def _requirement(line: str) -> str:
+    # Ansible needs an options key in every fragment, hence the empty one.
+    return f"options: {{}}\nrequirements:\n  - {line}\n"
+
+
 # One attribute per dependency, used as airgap.renku.requirements.<name>. The Python lower bounds are those of
 # requirements.txt and the programs those of bindep.txt (tests/unit/test_doc_fragments.py keeps them in step).
-# Ansible needs an options key in every fragment, hence the empty one.
 class ModuleDocFragment:
-    PYYAML = r"""
-options: {}
-requirements:
-  - PyYAML >= 6.0 (Python)
-"""
-
-    CRYPTOGRAPHY = r"""
-options: {}
-requirements:
-  - cryptography >= 41.0.0 (Python)
-"""
-
-    KUBERNETES = r"""
-options: {}
-requirements:
-  - kubernetes >= 29.0.0 (Python)
-"""
-
-    HELM = r"""
-options: {}
-requirements:
-  - helm (program on the host that runs the module)
-"""
-
-    GIT = r"""
-options: {}
-requirements:
-  - git (program on the host that runs the module)
-"""
+    PYYAML = _requirement("PyYAML >= 6.0 (Python)")
+    CRYPTOGRAPHY = _requirement("cryptography >= 41.0.0 (Python)")
+    KUBERNETES = _requirement("kubernetes >= 29.0.0 (Python)")
+    HELM = _requirement("helm (program on the host that runs the module)")
+    GIT = _requirement("git (program on the host that runs the module)")

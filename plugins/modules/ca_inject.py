@@ -33,12 +33,10 @@ description:
 author:
   - airgap.renku maintainers (@airgap-renku)
 extends_documentation_fragment:
+  - airgap.renku.attributes.read_only
   - airgap.renku.requirements.cryptography
   - airgap.renku.requirements.pyyaml
 attributes:
-  check_mode:
-    support: full
-    description: The module never changes anything; check mode returns the same result.
   diff_mode:
     support: none
     description: Nothing is changed on the target; the RV(report) says what was injected where.

@@ -135,9 +135,14 @@ lock_file:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS, ChartMirrorError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
-from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import ChartMirrorSettings, MirrorParamError
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
+    RegistryError,
+    registry_destination_argspec,
+)
 
 ARGUMENT_SPEC = dict(
     charts=dict(
@@ -171,14 +176,6 @@ def main() -> None:
     )
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
-        ChartMirrorSettings,
-        MirrorParamError,
-    )
-    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
-
     try:
         result = run_charts(ChartMirrorSettings.from_params(module.params), module.check_mode)
     except (ChartMirrorError, RegistryError, MirrorParamError) as exc:

@@ -19,14 +19,8 @@ description:
 author:
   - airgap.renku maintainers (@airgap-renku)
 extends_documentation_fragment:
+  - airgap.renku.attributes.read_only
   - airgap.renku.requirements.pyyaml
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode returns the same result.
-  diff_mode:
-    support: none
-    description: Nothing is changed.
 options:
   chart:
     description:

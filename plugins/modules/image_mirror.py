@@ -326,11 +326,20 @@ problems:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import DEFAULT_NODE_CA_PATH
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML, DiscoveryError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
+    DEFAULT_NODE_CA_PATH,
+    ImageMirrorSettings,
+    MirrorParamError,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
-from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
+    RegistryError,
+    registry_destination_argspec,
+)
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
@@ -383,15 +392,6 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import DiscoveryError
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
-        ImageMirrorSettings,
-        MirrorParamError,
-    )
-    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import RegistryError
-
     try:
         result = run(ImageMirrorSettings.from_params(module.params), module.check_mode)
     except (MirrorParamError, ImageRefError, DiscoveryError, BundleError, RegistryError, ValueError, OSError) as exc:

@@ -67,3 +67,61 @@ def lock_index(lock: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 def lock_digest_summary(lock: Dict[str, Any]) -> str:
     """One line per image (for logs): source -> destination@digest."""
     return json.dumps({e["source"]: f"{e['destination']}@{e['digest']}" for e in lock.get("images") or []}, indent=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# the platform stage's checks of the hand-off: stop early, naming the stage to run first
+
+MIRROR_STAGE = "run the mirror stage first (ansible-playbook playbooks/mirror.yml)"
+
+
+def lock_problems(lock: Dict[str, Any], path: str, exists: bool) -> List[str]:
+    """Why the lock file at `path` cannot be used at all ([] when it can)."""
+    if not exists:
+        return [f"mirror lock file {path} does not exist; {MIRROR_STAGE}, which writes it"]
+    if lock.get("apiVersion") != LOCK_API_VERSION or lock.get("kind") != LOCK_KIND:
+        found = f"{lock.get('apiVersion')}/{lock.get('kind')}" if isinstance(lock, dict) else type(lock).__name__
+        return [
+            f"{path} is not a mirror lock file ({LOCK_API_VERSION}/{LOCK_KIND} expected, found {found}); {MIRROR_STAGE}"
+        ]
+    if not lock.get("images"):
+        return [f"mirror lock file {path} lists no images; {MIRROR_STAGE} with the images to mirror"]
+    return []
+
+
+def _chart_versions(entry: Dict[str, Any]) -> List[str]:
+    return [str(entry.get(key)) for key in ("version", "oci_version", "oci_tag") if entry.get(key) is not None]
+
+
+def locked_chart(lock: Dict[str, Any], chart: str, version: str) -> Optional[Dict[str, Any]]:
+    """The lock entry of `chart` (its internal oci:// reference) at `version` (as published or OCI-safe)."""
+    for entry in lock.get("charts") or []:
+        if entry.get("destination") == chart.rstrip("/") and str(version) in _chart_versions(entry):
+            return entry
+    return None
+
+
+def chart_problems(lock: Dict[str, Any], path: str, chart: str, version: str) -> List[str]:
+    """Why the lock does not cover the oci:// `chart` at `version` the platform stage deploys ([] when it does)."""
+    if locked_chart(lock, chart, version) is not None:
+        return []
+    others = sorted({str(e.get("version")) for e in lock.get("charts") or [] if e.get("destination") == chart})
+    if others:
+        return [
+            f"mirror lock file {path} records {chart} at {', '.join(others)}, not at {version} which the platform "
+            f"stage deploys; the lock is older than the inventory: {MIRROR_STAGE} with the chart at {version}"
+        ]
+    return [f"mirror lock file {path} does not list the chart {chart}; {MIRROR_STAGE} with it in mirror_charts"]
+
+
+def chart_digest_problem(entry: Dict[str, Any], path: str, current: Optional[str]) -> Optional[str]:
+    """Whether the internal registry still serves the chart the lock recorded (`current`: its digest there now)."""
+    where = f"{entry['destination']}:{entry.get('oci_tag') or entry.get('oci_version')}"
+    if current is None:
+        return f"{where} is recorded in {path} but missing from the internal registry; {MIRROR_STAGE}"
+    if entry.get("digest") and current != entry["digest"]:
+        return (
+            f"{where} is now {current} in the internal registry, {entry['digest']} in {path}: the chart was pushed "
+            f"again after the lock was written; {MIRROR_STAGE} so that the lock and the images match the chart"
+        )
+    return None
