@@ -126,6 +126,7 @@ repositories:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
 
 ARGUMENT_SPEC = dict(
     repositories=dict(
@@ -152,6 +153,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_together=[["bundle_dir", "bundle_mode"]]
     )
+    # passwords also travel URL-quoted and as base64 user:password (HTTP Basic, registry auth files)
+    module.no_log_values.update(credential_forms(module.params))
     if module.get_bin_path("git") is None:
         module.fail_json(msg="git is required on the host that runs git_mirror")
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.git import (

@@ -329,6 +329,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.options import
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML, DiscoveryError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
     DEFAULT_NODE_CA_PATH,
@@ -390,6 +391,8 @@ ARGUMENT_SPEC = dict(
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    # passwords also travel URL-quoted and as base64 user:password (HTTP Basic, registry auth files)
+    module.no_log_values.update(credential_forms(module.params))
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     try:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import outputs
 from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa
 
@@ -86,3 +87,17 @@ def test_release_secret_values_as_written_and_decoded():
 def test_release_secret_values_ignore_other_kinds():
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "long-enough-value"}}
     assert release.secret_values([cm]) == set()
+
+
+def test_credential_forms_of_nested_parameters():
+    params = {
+        "destination_username": "mirror",
+        "destination_password": "p@ss/word+1",
+        "registries": [{"registry": "r.example", "username": "u", "password": "second-password"}],
+        "repositories": [{"source_username": "git", "source_password": "git-pass", "password": None}],
+        "ca_file": "/etc/pki/ca.pem",
+    }
+    forms = outputs.credential_forms(params)
+    assert {"p@ss/word+1", "p%40ss%2Fword%2B1", b64("mirror:p@ss/word+1")} <= forms
+    assert {"second-password", b64("u:second-password"), "git-pass", b64("git:git-pass")} <= forms
+    assert "/etc/pki/ca.pem" not in forms and "mirror" not in forms
