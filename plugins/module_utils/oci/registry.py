@@ -335,21 +335,24 @@ class Registry:
 
     # -- manifests ----------------------------------------------------------------------------------
 
+    def _manifest_response(self, method: str, repo: str, reference: str) -> Optional[Response]:
+        """The answer to HEAD or GET of a manifest; None when it is not there."""
+        resp = self.request(method, f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ACCEPT})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise RegistryError(f"{method} {self.host}/{repo}:{reference} answered HTTP {resp.status_code}")
+        return resp
+
     def manifest_digest(self, repo: str, reference: str) -> Optional[str]:
         """HEAD a manifest: its digest, or None when it is not there."""
-        resp = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ACCEPT})
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise RegistryError(f"HEAD {self.host}/{repo}:{reference} answered HTTP {resp.status_code}")
-        return resp.headers.get("Docker-Content-Digest")
+        resp = self._manifest_response("HEAD", repo, reference)
+        return None if resp is None else resp.headers.get("Docker-Content-Digest")
 
     def get_manifest(self, repo: str, reference: str) -> Optional[Manifest]:
-        resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ACCEPT})
-        if resp.status_code == 404:
+        resp = self._manifest_response("GET", repo, reference)
+        if resp is None:
             return None
-        if resp.status_code != 200:
-            raise RegistryError(f"GET {self.host}/{repo}:{reference} answered HTTP {resp.status_code}")
         body = resp.content
         digest = sha256_digest(body)
         if reference.startswith("sha256:") and digest != reference:
