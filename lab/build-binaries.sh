@@ -8,6 +8,10 @@ ETCD_VERSION="${LAB_ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${LAB_HELM_VERSION:-v4.3.1}"
 HELM3_VERSION="${LAB_HELM3_VERSION:-v3.22.0}"
 KWOK_VERSION="${LAB_KWOK_VERSION:-v0.8.0}"
+# Keycloak from Maven Central (org.keycloak:keycloak-quarkus-dist), checked against this SHA-256
+KEYCLOAK_VERSION="${LAB_KEYCLOAK_VERSION:-26.5.6}"
+KEYCLOAK_SHA256="${LAB_KEYCLOAK_SHA256:-fa3dd5df90b9ac006712c2f0991be4e8a6cb30ac538e0439ce2f45fc40f4c692}"
+MAVEN_CENTRAL="${LAB_MAVEN_CENTRAL:-https://repo1.maven.org/maven2}"
 
 CACHE="${AIRGAP_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airgap-renku-lab}"
 BIN="$CACHE/bin"
@@ -72,7 +76,26 @@ build_simple() {  # build_simple NAME VERSION MODULE PACKAGE [LDFLAGS]
   have "$name" "$version"
 }
 
+fetch_keycloak() {  # the distribution, unpacked into $CACHE/keycloak-<version> (lab/components/keycloak.py runs it)
+  local dest="$CACHE/keycloak-$KEYCLOAK_VERSION" tarball="$CACHE/keycloak-quarkus-dist-$KEYCLOAK_VERSION.tar.gz"
+  [ -x "$dest/bin/kc.sh" ] && return 0
+  local url="$MAVEN_CENTRAL/org/keycloak/keycloak-quarkus-dist/$KEYCLOAK_VERSION/keycloak-quarkus-dist-$KEYCLOAK_VERSION.tar.gz"
+  if ! echo "$KEYCLOAK_SHA256  $tarball" | sha256sum -c --status 2>/dev/null; then
+    log "downloading Keycloak $KEYCLOAK_VERSION from Maven Central"
+    curl -fsSL --retry 3 -o "$tarball.part" "$url" || {
+      echo "lab-build: downloading Keycloak failed: $url (set LAB_MAVEN_CENTRAL to a reachable Maven repository)" >&2
+      exit 1; }
+    echo "$KEYCLOAK_SHA256  $tarball.part" | sha256sum -c --status || {
+      echo "lab-build: $url does not have the expected SHA-256 $KEYCLOAK_SHA256" >&2; rm -f "$tarball.part"; exit 1; }
+    mv "$tarball.part" "$tarball"
+  fi
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  tar -xzf "$tarball" -C "$dest.tmp" --strip-components=1
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+
 main() {
+  fetch_keycloak
   command -v go >/dev/null || { echo "go is required to build the lab binaries" >&2; exit 1; }
   build_simple etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
   build_simple helm "$HELM_VERSION" helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm \
