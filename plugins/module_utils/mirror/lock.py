@@ -108,8 +108,8 @@ def chart_problems(lock: Dict[str, Any], path: str, chart: str, version: str) ->
     others = sorted({str(e.get("version")) for e in lock.get("charts") or [] if e.get("destination") == chart})
     if others:
         return [
-            f"mirror lock file {path} records {chart} at {', '.join(others)}, not at {version} which the platform "
-            f"stage deploys; the lock is older than the inventory: {MIRROR_STAGE} with the chart at {version}"
+            f"mirror lock file {path} records {chart} at {', '.join(others)}, not at {version}, which the platform "
+            f"stage deploys; {MIRROR_STAGE} with the chart at {version}"
         ]
     return [f"mirror lock file {path} does not list the chart {chart}; {MIRROR_STAGE} with it in mirror_charts"]
 
