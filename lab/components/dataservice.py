@@ -6,8 +6,11 @@ repository, never re-typed). State (clusters, resource pools) is kept in a JSON 
 create, patch and get are real round-trips. The v0.79.0 quirk is reproduced: POST /clusters does not
 store `session_ingress_use_default_cluster_tls_cert`; a client must PATCH it after creating.
 
-Auth: the real API wants an admin's bearer token; this one accepts the lab token in
-`<lab state>/dataservice.token` (exported as LAB_DATA_SERVICE_TOKEN).
+Auth as renku-data-services does it (`authn/keycloak.py`): a bearer access token issued by the lab's
+Keycloak (`lab/components/keycloak.py`) for realm Renku, its RS256 signature checked against the realm's
+JWKS (fetched over TLS verified with the lab CA, fetched again for an unknown key id), not expired, issuer
+the realm, audience one of Renku's clients; the admin endpoints then require the realm role `renku-admin`
+in `realm_access.roles`. A token signed by anyone else or expired gets 401, a valid one without the role 403.
 
 `after_up` also gives the remote cluster the StorageClass `lab-standard` the remote-cluster demo asks for.
 
@@ -17,9 +20,9 @@ Run by the lab (`make lab-up`); `python dataservice.py serve --help` for the opt
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
-import secrets
 import sys
 import threading
 import time
@@ -28,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,7 +41,10 @@ PORT = 17480
 BASE = "/api/data"
 SPEC_NAME = "renku-data-services-crc-api.spec.yaml"
 STATE_FILE = labcore.STATE / "dataservice.json"
-TOKEN_FILE = labcore.STATE / "dataservice.token"
+# renku-data-services accepts access tokens for these audiences and treats this realm role as admin
+AUDIENCES = ("renku", "renku-ui", "renku-cli", "swagger")
+ADMIN_ROLE = "renku-admin"
+LEEWAY = 30  # seconds of clock skew allowed on exp
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -56,19 +63,14 @@ def load_spec() -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def lab_token() -> str:
-    if not TOKEN_FILE.exists():
-        labcore.write_private(TOKEN_FILE, secrets.token_urlsafe(24).encode())
-    return TOKEN_FILE.read_text().strip()
-
-
 # --------------------------------------------------------------------------------------------------
 # lab hooks
 
 
 def daemons(ca: labcore.LabCA) -> list[labcore.Daemon]:
+    from components import keycloak
+
     crt, key = ca.issue("dataservice", "dataservice.lab", [labcore.LOOPBACK, "localhost", "dataservice.lab"])
-    lab_token()
     return [
         labcore.Daemon(
             "dataservice",
@@ -84,8 +86,10 @@ def daemons(ca: labcore.LabCA) -> list[labcore.Daemon]:
                 str(key),
                 "--state",
                 str(STATE_FILE),
-                "--token-file",
-                str(TOKEN_FILE),
+                "--issuer",
+                f"{keycloak.URL}/realms/{keycloak.REALM}",
+                "--ca",
+                str(ca.cert_path),
             ],
             labcore.https_ok(f"https://{labcore.LOOPBACK}:{PORT}{BASE}/version"),
             optional=True,
@@ -113,7 +117,6 @@ def after_up(env: dict[str, str]) -> None:
 def env() -> dict[str, str]:
     return {
         "LAB_DATA_SERVICE_URL": f"https://{labcore.LOOPBACK}:{PORT}{BASE}",
-        "LAB_DATA_SERVICE_TOKEN": lab_token() if labcore.STATE.exists() else "",
     }
 
 
@@ -315,10 +318,97 @@ class Api:
 
 
 # --------------------------------------------------------------------------------------------------
+# Keycloak access tokens
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+class TokenVerifier:
+    """RS256 access tokens of one Keycloak realm, checked against its JWKS."""
+
+    def __init__(self, issuer: str, ca_file: str) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.ca_file = ca_file
+        self.keys: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.fetched = 0.0
+
+    def _fetch_keys(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+        url = f"{self.issuer}/protocol/openid-connect/certs"
+        with requests.Session() as session:
+            session.trust_env = False  # no proxy, and REQUESTS_CA_BUNDLE must not replace the lab CA
+            resp = session.get(url, verify=self.ca_file, timeout=10)
+            resp.raise_for_status()
+            jwks = resp.json()
+        keys = {}
+        for jwk in jwks.get("keys", []):
+            if jwk.get("kty") == "RSA" and jwk.get("use", "sig") == "sig":
+                numbers = RSAPublicNumbers(int.from_bytes(_b64(jwk["e"]), "big"), int.from_bytes(_b64(jwk["n"]), "big"))
+                keys[jwk["kid"]] = numbers.public_key()
+        self.keys, self.fetched = keys, time.monotonic()
+
+    def _key(self, kid: str) -> Any:
+        with self.lock:
+            if kid not in self.keys and time.monotonic() - self.fetched > 5:  # a rotated key: look again, not too often
+                try:
+                    self._fetch_keys()
+                except (OSError, requests.RequestException) as exc:
+                    raise ApiError(503, f"the realm's keys cannot be read from {self.issuer}: {exc}") from None
+            return self.keys.get(kid)
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; ApiError 401 otherwise."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        try:
+            head_b64, body_b64, sig_b64 = token.split(".")
+            header, claims = json.loads(_b64(head_b64)), json.loads(_b64(body_b64))
+            signature = _b64(sig_b64)
+        except ValueError:
+            raise ApiError(401, "the bearer token is not a JWT") from None
+        if header.get("alg") != "RS256":
+            raise ApiError(401, f"token algorithm {header.get('alg')!r} is not accepted (RS256 only)")
+        key = self._key(str(header.get("kid")))
+        if key is None:
+            raise ApiError(401, f"the token is not signed by realm {self.issuer} (unknown key id)")
+        try:
+            key.verify(signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise ApiError(401, f"the token's signature does not verify against the keys of {self.issuer}") from None
+        if claims.get("iss") != self.issuer:
+            raise ApiError(401, f"the token was issued by {claims.get('iss')!r}, not {self.issuer}")
+        if not isinstance(claims.get("exp"), int) or claims["exp"] + LEEWAY < time.time():
+            raise ApiError(401, "the token has expired")
+        audience = claims.get("aud")
+        audiences = {audience} if isinstance(audience, str) else set(audience or [])
+        if not audiences & set(AUDIENCES):
+            raise ApiError(401, f"the token's audience {sorted(audiences)} is none of {', '.join(AUDIENCES)}")
+        return claims
+
+
+def require_admin(verifier: TokenVerifier, authorization: str | None) -> None:
+    """401 without a valid token, 403 for a valid token of a user without the renku-admin realm role."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "a bearer access token from Keycloak is required")
+    claims = verifier.claims(token.strip())
+    roles = (claims.get("realm_access") or {}).get("roles") or []
+    if ADMIN_ROLE not in roles:
+        user = claims.get("preferred_username") or claims.get("sub")
+        raise ApiError(403, f"user {user!r} is not a Renku admin: the realm role {ADMIN_ROLE} is required")
+
+
+# --------------------------------------------------------------------------------------------------
 # HTTP with contract validation
 
 
-def make_handler(openapi: Any, api: Api, token: str, host_url: str) -> type[BaseHTTPRequestHandler]:
+def make_handler(openapi: Any, api: Api, verifier: TokenVerifier, host_url: str) -> type[BaseHTTPRequestHandler]:
     from openapi_core.testing import MockRequest, MockResponse
 
     class Handler(BaseHTTPRequestHandler):
@@ -346,8 +436,8 @@ def make_handler(openapi: Any, api: Api, token: str, host_url: str) -> type[Base
                 if not path.startswith(BASE + "/") and path != BASE:
                     raise ApiError(404, f"{path} is outside {BASE}")
                 public = self.command == "GET" and path.endswith("/version")
-                if not public and self.headers.get("Authorization") != f"Bearer {token}":
-                    raise ApiError(401, "an admin bearer token is required")
+                if not public:
+                    require_admin(verifier, self.headers.get("Authorization"))
                 try:
                     openapi.validate_request(request)
                 except Exception as exc:  # every openapi-core validation error: the request breaks the contract
@@ -390,10 +480,10 @@ def serve(args: argparse.Namespace) -> None:
     # the upstream spec itself does not pass the spec linter (a `default: null` on a non-nullable number);
     # requests and responses are still validated against every schema in it
     openapi = OpenAPI.from_dict(load_spec(), config=Config(spec_validator_cls=None))
-    token = Path(args.token_file).read_text().strip()
+    verifier = TokenVerifier(args.issuer, args.ca)
     host_url = f"https://{labcore.LOOPBACK}:{args.port}"
     server = ThreadingHTTPServer(
-        (labcore.LOOPBACK, args.port), make_handler(openapi, Api(Store(Path(args.state))), token, host_url)
+        (labcore.LOOPBACK, args.port), make_handler(openapi, Api(Store(Path(args.state))), verifier, host_url)
     )
     labcore.use_tls(server, args.cert, args.key)
     server.serve_forever()
@@ -407,7 +497,8 @@ def main() -> None:
     run.add_argument("--cert", required=True)
     run.add_argument("--key", required=True)
     run.add_argument("--state", default=str(STATE_FILE))
-    run.add_argument("--token-file", default=str(TOKEN_FILE))
+    run.add_argument("--issuer", required=True, help="Keycloak realm URL whose tokens are accepted")
+    run.add_argument("--ca", required=True, help="CA of Keycloak's TLS certificate")
     serve(parser.parse_args())
 
 
