@@ -114,6 +114,7 @@ def render_all(count: int, env: jinja2.Environment) -> int:
     servers = bm.lb_servers(site)
     lb = {
         **common,
+        "haproxy_site": site,
         "haproxy_servers": servers,
         "haproxy_maxconn": 20000,
         "haproxy_timeouts": {"connect": "10s", "client": "1m", "server": "1m", "tunnel": "1h"},

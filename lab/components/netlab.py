@@ -1,15 +1,18 @@
-"""The lab's bare-metal services: BIND, ISC dhcpd in a network namespace, TFTP, HTTP boot content, HAProxy.
+"""The lab's bare-metal services: BIND, Kea and ISC dhcpd in network namespaces, TFTP, HTTP boot content, HAProxy.
 
 The roles dns, dhcp_pxe and haproxy render their files into the lab state directory (see
 inventories/lab/group_vars/all/baremetal.yml); this component runs the real daemons on those files.
 Before the roles ran, each daemon starts on a minimal configuration written here (only when the file
 does not exist yet), so `lab up` never depends on a playbook. Reloads go through the daemons' own
-paths: `rndc reload` with a key, SIGUSR2 to the HAProxy master (a soft reload), and a dhcpd restart
-(dhcpd has no reload). `netlabctl` in the state directory exposes them to the roles' handlers:
+paths: `rndc reload` with a key, SIGUSR2 to the HAProxy master (a soft reload), Kea's control socket
+(`config-reload`, sent by the dhcp_pxe role itself) and a dhcpd restart (dhcpd has no reload). `netlabctl` in
+the state directory exposes the others to the roles' handlers:
 
     <state>/netlab/netlabctl reload haproxy | restart dhcpd | reload named
 
-Everything listens on loopback or inside the namespace `airgap-netlab` (bridge 10.77.0.1/24).
+Kea, the lab's PXE server, answers in the namespace `airgap-netlab`; dhcpd, kept for its own tests, answers
+the same site in `airgap-netlab-isc`. Each namespace has a bridge at 10.77.0.1/24; clients plug into one of
+them. Everything else listens on loopback.
 Run directly: `python lab/components/netlab.py up|status|serve-http|serve-backend ...`.
 """
 
@@ -19,6 +22,7 @@ import argparse
 import contextlib
 import functools
 import http.server
+import json
 import os
 import signal
 import socket
@@ -32,7 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labcore import LOG, LOOPBACK, PKI, STATE, Daemon, LabCA, http_ok, log, use_tls, wait_healthy, write_public
 
-NETNS = "airgap-netlab"
+NETNS = "airgap-netlab"  # Kea
+NETNS_ISC = "airgap-netlab-isc"  # ISC dhcpd
 BRIDGE = "nlbr0"
 DUMMY = "nlkeep0"  # one end of a veth pair on the bridge: keeps its carrier up before clients plug in
 SUBNET = "10.77.0.0/24"
@@ -59,6 +64,7 @@ TFTP = STATE / "tftp"
 HTTP = STATE / "http"
 HAPROXY = STATE / "haproxy"
 CTL = STATE / "netlab" / "netlabctl"
+KEA_SOCKET = DHCP / "kea4-ctrl.sock"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,14 +147,14 @@ def named_daemon() -> NetDaemon:
 
 
 # --------------------------------------------------------------------------------------------------
-# dhcpd in the namespace
+# DHCP servers in their namespaces
 
 
-def ensure_netns() -> None:
+def ensure_netns(netns: str) -> None:
     """The namespace with a bridge at the gateway address; idempotent."""
-    if NETNS not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
-        _run("ip", "netns", "add", NETNS)
-    ns = ("ip", "-n", NETNS)
+    if netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
+        _run("ip", "netns", "add", netns)
+    ns = ("ip", "-n", netns)
     listing = subprocess.run([*ns, "-o", "link", "show"], capture_output=True, text=True).stdout
     links = {line.split(":")[1].strip().split("@")[0] for line in listing.splitlines() if ":" in line}
     if BRIDGE not in links:
@@ -162,7 +168,7 @@ def ensure_netns() -> None:
 
 
 def prepare_dhcpd() -> None:
-    ensure_netns()
+    ensure_netns(NETNS_ISC)
     DHCP.mkdir(parents=True, exist_ok=True)
     (DHCP / "dhcpd.leases").touch()
     _write_once(
@@ -191,6 +197,51 @@ def dhcpd_daemon() -> NetDaemon:
         lambda: True,
         optional=True,
         prepare=prepare_dhcpd,
+        netns=NETNS_ISC,
+    )
+
+
+def kea_command(command: str, socket_path: Path = KEA_SOCKET, timeout: float = 5.0) -> dict:
+    """One command over Kea's control socket (a UNIX socket: reachable from outside the namespace)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(socket_path))
+        conn.sendall(json.dumps({"command": command}).encode())
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
+def _kea_answers() -> bool:
+    return kea_command("version-get").get("result") == 0
+
+
+def prepare_kea() -> None:
+    ensure_netns(NETNS)
+    DHCP.mkdir(parents=True, exist_ok=True)
+    config = {
+        "Dhcp4": {
+            "interfaces-config": {"interfaces": [BRIDGE], "dhcp-socket-type": "raw"},
+            "control-socket": {"socket-type": "unix", "socket-name": str(KEA_SOCKET)},
+            "lease-database": {"type": "memfile", "persist": True, "name": str(DHCP / "kea-leases4.csv")},
+            "subnet4": [{"id": 1, "subnet": SUBNET}],
+        }
+    }
+    _write_once(
+        DHCP / "kea-dhcp4.conf", "// bootstrap configuration; the dhcp_pxe role replaces it\n" + json.dumps(config)
+    )
+
+
+def kea_daemon() -> NetDaemon:
+    return NetDaemon(
+        "netlab-kea",
+        ["/usr/sbin/kea-dhcp4", "-c", str(DHCP / "kea-dhcp4.conf")],
+        _kea_answers,
+        # Kea's pid and logger lock files go to the state directory, not to /run
+        env={"KEA_PIDFILE_DIR": str(DHCP), "KEA_LOCKFILE_DIR": str(DHCP)},
+        optional=True,
+        prepare=prepare_kea,
         netns=NETNS,
     )
 
@@ -296,7 +347,15 @@ def backend_daemons(ca: LabCA) -> list[NetDaemon]:
 
 
 def daemons(ca: LabCA) -> list[Daemon]:
-    return [named_daemon(), dhcpd_daemon(), tftpd_daemon(), http_daemon(), haproxy_daemon(), *backend_daemons(ca)]
+    return [
+        named_daemon(),
+        kea_daemon(),
+        dhcpd_daemon(),
+        tftpd_daemon(),
+        http_daemon(),
+        haproxy_daemon(),
+        *backend_daemons(ca),
+    ]
 
 
 def env() -> dict[str, str]:
@@ -305,6 +364,8 @@ def env() -> dict[str, str]:
         "LAB_TFTP": f"{LOOPBACK}:{PORTS['tftp']}",
         "LAB_BOOT_HTTP": f"http://{LOOPBACK}:{PORTS['http']}",
         "LAB_NETNS": NETNS,
+        "LAB_NETNS_ISC": NETNS_ISC,
+        "LAB_KEA_SOCKET": str(KEA_SOCKET),
         "LAB_NETCTL": str(CTL),
     }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check, kea
 from ansible_collections.airgap.renku.plugins.module_utils.baremetal.site import (
     InventoryError,
     build_site,
@@ -47,6 +47,14 @@ def baremetal_lb_servers(site: dict, bootstrap: bool = True, ingress_roles: list
     return lb_servers(site, bool(bootstrap), ingress_roles)
 
 
+def baremetal_kea_config(site: dict, settings: dict | None = None) -> dict:
+    """The kea-dhcp4 configuration ({"Dhcp4": ...}) for a validated site: subnets, reservations, boot classes."""
+    try:
+        return kea.kea_dhcp4_config(site, settings)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"baremetal_kea_config: {exc}") from exc
+
+
 class FilterModule:
     """Bare-metal inventory filters."""
 
@@ -56,17 +64,21 @@ class FilterModule:
             "baremetal_dns_zones": baremetal_dns_zones,
             "baremetal_reverse_zones": baremetal_reverse_zones,
             "baremetal_lb_servers": baremetal_lb_servers,
+            "baremetal_kea_config": baremetal_kea_config,
             # checker (playbooks/check.yml)
             "baremetal_check_dns_expected": check.dns_expected,
             "baremetal_check_dig_arguments": check.dig_arguments,
             "baremetal_check_parse_dig": check.parse_dig,
             "baremetal_check_cname_targets": check.cname_targets,
             "baremetal_check_dns": check.dns_results,
+            "baremetal_check_dhcp_expected": check.dhcp_expected,
+            "baremetal_check_dhcp": check.dhcp_results,
             "baremetal_check_tftp_expected": check.tftp_expected,
             "baremetal_check_tftp_commands": check.tftp_commands,
             "baremetal_check_tftp": check.tftp_results,
             "baremetal_check_http_urls": check.http_urls,
             "baremetal_check_http": check.http_results,
+            "baremetal_check_lb_expected": check.lb_expected,
             "baremetal_check_ports": check.port_results,
             "baremetal_check_report": check.report,
         }

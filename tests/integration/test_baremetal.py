@@ -1,4 +1,4 @@
-"""Bare metal on the lab: the roles' files driving real named, dhcpd, in.tftpd and HAProxy.
+"""Bare metal on the lab: the roles' files driving real named, Kea, dhcpd, in.tftpd and HAProxy.
 
 The lab component netlab (lab/components/netlab.py) runs the daemons on the files the roles render;
 these tests converge the roles, then ask the daemons with real clients: dig, dhclient in its own
@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from playbook import ROOT, run_playbook, run_scenario
+from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
 
 LAB_VARS = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "baremetal.yml").read_text())
-NETNS = "airgap-netlab"
 BRIDGE = "nlbr0"
 
 
@@ -63,53 +62,57 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def test_dhcp_pxe_role_dhclient_gets_fixed_address_boot_file_and_tftp_config(lab_env, tmp_path):
-    run_scenario("dhcp_pxe")
-    host = lab_host("worker-0")
-    tag = f"{os.getpid() % 100000}"
+def dhcp_lease(server_ns: str, mac: str, tmp_path: Path, client_conf: str = "") -> tuple[str, dict[str, str]]:
+    """A real dhclient in a namespace of its own, plugged into the server's bridge with `mac`: its lease file
+    and the variables dhclient-script would have been given (a recording script stands in for it, so nothing
+    on this machine is reconfigured)."""
+    tag = f"{os.getpid() % 10000}{len(list(tmp_path.iterdir()))}"
     client_ns, client_if, server_if = f"bmtest-{tag}", f"bmc{tag}", f"bms{tag}"
-    script = tmp_path / "record.sh"
-    script.write_text(f'#!/bin/sh\nenv > "{tmp_path}/env.$reason"\n')
+    work = tmp_path / f"client-{tag}"
+    work.mkdir()
+    script = work / "record.sh"
+    script.write_text(f'#!/bin/sh\nenv > "{work}/env.$reason"\n')
     script.chmod(0o755)
+    (work / "dhclient.conf").write_text(client_conf)
     _ip("netns", "add", client_ns)
     try:
         _ip("link", "add", client_if, "type", "veth", "peer", "name", server_if)
         _ip("link", "set", client_if, "netns", client_ns)
-        _ip("-n", client_ns, "link", "set", client_if, "address", host["mac"])
+        _ip("-n", client_ns, "link", "set", client_if, "address", mac)
         _ip("-n", client_ns, "link", "set", client_if, "up")
-        _ip("link", "set", server_if, "netns", NETNS)
-        _ip("-n", NETNS, "link", "set", server_if, "master", BRIDGE)
-        _ip("-n", NETNS, "link", "set", server_if, "up")
-        # the recording script stands in for dhclient-script: nothing on this machine is reconfigured
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                client_ns,
-                "dhclient",
-                "-4",
-                "-1",
-                "-sf",
-                str(script),
-                "-lf",
-                str(tmp_path / "leases"),
-                "-pf",
-                str(tmp_path / "pid"),
-                client_if,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=90,
-        )
-        lease = (tmp_path / "leases").read_text()
-        bound = dict(line.split("=", 1) for line in (tmp_path / "env.BOUND").read_text().splitlines() if "=" in line)
+        _ip("link", "set", server_if, "netns", server_ns)
+        _ip("-n", server_ns, "link", "set", server_if, "master", BRIDGE)
+        _ip("-n", server_ns, "link", "set", server_if, "up")
+        dhclient = ["dhclient", "-4", "-1", "-cf", str(work / "dhclient.conf"), "-sf", str(script)]
+        dhclient += ["-lf", str(work / "leases"), "-pf", str(work / "pid"), client_if]
+        subprocess.run(["ip", "netns", "exec", client_ns, *dhclient], check=True, capture_output=True, timeout=90)
+        lease = (work / "leases").read_text()
+        bound = dict(line.split("=", 1) for line in (work / "env.BOUND").read_text().splitlines() if "=" in line)
     finally:
-        if (tmp_path / "pid").exists():
-            os.kill(int((tmp_path / "pid").read_text().strip()), signal.SIGTERM)
+        if (work / "pid").exists():
+            os.kill(int((work / "pid").read_text().strip()), signal.SIGTERM)
         # cleanup is best effort: the peer may already be gone with the namespace
         subprocess.run(["ip", "netns", "del", client_ns], capture_output=True, check=False)
-        subprocess.run(["ip", "-n", NETNS, "link", "del", server_if], capture_output=True, check=False)
+        subprocess.run(["ip", "-n", server_ns, "link", "del", server_if], capture_output=True, check=False)
+    return lease, bound
+
+
+def tftp_get(lab_env: dict, remote: str, directory: Path) -> str:
+    server, port = lab_env["LAB_TFTP"].rsplit(":", 1)
+    local = remote.replace("/", "_")
+    subprocess.run(
+        ["tftp", server, port, "-c", "get", remote, local], cwd=directory, check=True, capture_output=True, timeout=30
+    )
+    return (directory / local).read_text()
+
+
+@pytest.mark.parametrize("server", ["kea", "isc"])
+def test_dhcp_pxe_role_client_gets_reserved_address_boot_file_and_tftp_config(lab_env, tmp_path, server):
+    """The lab's PXE server runs Kea (namespace LAB_NETNS); dhcpd answers the same site in LAB_NETNS_ISC."""
+    run_scenario("dhcp_pxe", extra_vars={"dhcp_pxe_server": server})
+    host = lab_host("worker-0")
+    namespace = lab_env["LAB_NETNS"] if server == "kea" else lab_env["LAB_NETNS_ISC"]
+    lease, bound = dhcp_lease(namespace, host["mac"], tmp_path)
     assert f"fixed-address {host['ip']};" in lease
     assert 'filename "pxelinux.0";' in lease
     assert 'option host-name "worker-0";' in lease
@@ -117,20 +120,46 @@ def test_dhcp_pxe_role_dhclient_gets_fixed_address_boot_file_and_tftp_config(lab
     assert bound["new_routers"] == "10.77.0.1"
 
     # what that host then asks the TFTP server for: its per-MAC PXELINUX file
-    name = "01-" + host["mac"].replace(":", "-")
-    server, port = lab_env["LAB_TFTP"].rsplit(":", 1)
-    subprocess.run(
-        ["tftp", server, port, "-c", "get", f"pxelinux.cfg/{name}", name],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    config = (tmp_path / name).read_text()
+    config = tftp_get(lab_env, "pxelinux.cfg/01-" + host["mac"].replace(":", "-"), tmp_path)
     assert "KERNEL images/kernel" in config
     assert "APPEND initrd=images/initramfs.img " in config
     assert "coreos.inst.ignition_url=http://127.0.0.1:18081/ignition/worker.ign" in config
     assert "coreos.inst.install_dev=/dev/sda" in config
+
+
+@pytest.fixture(scope="module")
+def kea_converged(lab_env) -> None:
+    """The lab's Kea on the role's configuration (unchanged when it already is)."""
+    result = run_playbook(SCENARIOS / "dhcp_pxe" / "converge.yml", extra_vars={"dhcp_pxe_server": "kea"})
+    assert result.rc == 0, result.output[-3000:]
+
+
+ARCH = "option client-arch code 93 = unsigned integer 16;\nsend client-arch {};\n"
+
+
+@pytest.mark.parametrize(
+    ("host_name", "client_conf", "boot_file"),
+    [
+        ("master-1", ARCH.format(7), "grubx64.efi"),  # x86-64 UEFI
+        ("master-1", ARCH.format(11), "grubaa64.efi"),  # arm64 UEFI
+        (
+            "worker-1",
+            'send vendor-class-identifier "HTTPClient:Arch:00016:UNDI:003001";\n',
+            "http://127.0.0.1:18081/grubx64.efi",
+        ),
+        ("master-2", "", "undionly.kpxe"),  # boot_mode ipxe, BIOS firmware: chain-loaded into iPXE
+        ("master-2", ARCH.format(7), "ipxe.efi"),  # boot_mode ipxe, UEFI firmware
+        ("master-2", 'send user-class "iPXE";\n', "http://127.0.0.1:18081/ipxe/boot.ipxe"),  # iPXE itself
+    ],
+)
+def test_kea_client_classes_give_each_kind_of_client_its_boot_file(
+    lab_env, tmp_path, host_name, client_conf, boot_file
+):
+    """Against the lab's live Kea (converged by the scenario above or by `make demo`): the reservation and the class."""
+    host = lab_host(host_name)
+    lease, _bound = dhcp_lease(lab_env["LAB_NETNS"], host["mac"], tmp_path, client_conf)
+    assert f"fixed-address {host['ip']};" in lease
+    assert f'filename "{boot_file}";' in lease
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,6 +352,10 @@ def test_checker_reports_every_check(lab_env, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _tools():
-    missing = [t for t in ("dig", "tftp", "dhclient", "haproxy", "named", "dhcpd") if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("dig", "tftp", "dhclient", "haproxy", "named", "dhcpd", "kea-dhcp4", "socat")
+        if shutil.which(t) is None
+    ]
     if missing:
         pytest.fail(f"missing tools {missing}: run `make deps` (lab/install-deps.sh)")

@@ -21,6 +21,8 @@ from typing import Any
 HOST_ROLES = ("bootstrap", "master", "infra", "worker", "lb")
 PXE_ROLES = ("bootstrap", "master", "infra", "worker")
 BOOT_MODES = ("bios", "uefi", "ipxe")
+LOAD_BALANCING = ("vip", "round_robin")
+VIP_KEYS = ("api_vip", "api_int_vip", "ingress_vip")
 DEFAULT_INSTALL_DISK = "/dev/sda"
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -146,20 +148,46 @@ def _check_cluster(cluster: dict, problems: list[str]) -> dict:
         problems.append(f"cluster name: {cluster.get('name')!r} must be an RFC 1123 label (a-z, 0-9, inner '-')")
     if not base or not valid_domain(base):
         problems.append(f"cluster base_domain: {cluster.get('base_domain')!r} must be a DNS domain such as example.org")
-    vips = {}
-    for key in ("api_vip", "api_int_vip", "ingress_vip"):
-        raw = cluster.get(key) or (cluster.get("api_vip") if key == "api_int_vip" else None)
-        addr = _address(raw) if raw else None
-        if addr is None:
-            problems.append(f"cluster {key}: {raw!r} is not an IPv4 address")
-        vips[key] = addr
+    mode = str(cluster.get("load_balancer") or "vip")
+    if mode not in LOAD_BALANCING:
+        problems.append(
+            f"cluster load_balancer: {mode!r} is not one of {', '.join(LOAD_BALANCING)} (vip: api, api-int and "
+            "*.apps name floating addresses; round_robin: one A record per lb host)"
+        )
+    vips = _check_round_robin_vips(cluster, problems) if mode == "round_robin" else _check_vips_given(cluster, problems)
     return {
         "name": name,
         "base_domain": base,
         "domain": f"{name}.{base}",
+        "load_balancer": mode,
         **{k: str(v) if v else "" for k, v in vips.items()},
         "_vips": vips,
     }
+
+
+def _check_vips_given(cluster: dict, problems: list[str]) -> dict[str, IPv4 | None]:
+    vips = {}
+    for key in VIP_KEYS:
+        raw = cluster.get(key) or (cluster.get("api_vip") if key == "api_int_vip" else None)
+        addr = _address(raw) if raw else None
+        if addr is None:
+            problems.append(
+                f"cluster {key}: {raw!r} is not an IPv4 address; give the floating address, or set "
+                "load_balancer: round_robin to give api, api-int and *.apps one A record per lb host instead"
+            )
+        vips[key] = addr
+    return vips
+
+
+def _check_round_robin_vips(cluster: dict, problems: list[str]) -> dict[str, IPv4 | None]:
+    given = [key for key in VIP_KEYS if cluster.get(key)]
+    if given:
+        problems.append(
+            f"cluster {', '.join(given)}: VIPs and round-robin load balancing are mutually exclusive; with "
+            f"load_balancer: round_robin, api, api-int and *.apps get one A record per lb host, so remove "
+            f"{', '.join(given)} (or set load_balancer: vip and keep the VIPs)"
+        )
+    return dict.fromkeys(VIP_KEYS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,12 +276,25 @@ def _check_roles(hosts: list[dict], problems: list[str]) -> None:
 
 
 def _check_vips(cluster: dict, hosts: list[dict], networks: list[dict], problems: list[str]) -> None:
-    by_ip = {h["ip"]: h["name"] for h in hosts if h["ip"]}
+    if cluster["load_balancer"] == "round_robin" and not any(h["role"] == "lb" for h in hosts):
+        problems.append(
+            "cluster load_balancer: round_robin needs at least one host with role lb (api, api-int and *.apps "
+            "name every lb host); add the load balancers to hosts, or set load_balancer: vip with the VIPs"
+        )
+    by_ip = {h["ip"]: h for h in hosts if h["ip"]}
     for key, vip in cluster["_vips"].items():
         if vip is None:
             continue
-        if str(vip) in by_ip:
-            problems.append(f"cluster {key}: {vip} is also the address of host {by_ip[str(vip)]}; use a free address")
+        owner = by_ip.get(str(vip))
+        if owner is not None:
+            hint = (
+                ", or set load_balancer: round_robin (and drop the VIPs) for one A record per lb host"
+                if owner["role"] == "lb"
+                else ""
+            )
+            problems.append(
+                f"cluster {key}: {vip} is also the address of host {owner['name']}; use a free address{hint}"
+            )
         for net in networks:
             pool = net["_pool"]
             if pool and pool[0] <= vip <= pool[1]:
@@ -287,6 +328,8 @@ def build_site(hosts: list[dict], networks: list[dict], cluster: dict) -> dict:
     domain = checked_cluster["domain"]
     for host in checked_hosts:
         host["fqdn"] = f"{host['name']}.{domain}"
+    lb_ips = [h["ip"] for h in checked_hosts if h["role"] == "lb"]
+    checked_cluster["lb_addresses"] = lb_ips if checked_cluster["load_balancer"] == "round_robin" else []
     return {
         "cluster": _public(checked_cluster),
         "networks": [_public(n) for n in nets],
@@ -404,15 +447,31 @@ def _forward_records(site: dict, nameservers: list[dict], etcd: bool) -> list[di
     records = [{"name": ns["name"], "type": "A", "value": str(ns["address"])} for ns in nameservers]
     named = {r["name"] for r in records}
     records += [{"name": h["name"], "type": "A", "value": h["ip"]} for h in site["hosts"] if h["name"] not in named]
-    records.append({"name": "api", "type": "A", "value": cluster["api_vip"]})
-    records.append({"name": "api-int", "type": "A", "value": cluster["api_int_vip"]})
-    records.append({"name": "*.apps", "type": "A", "value": cluster["ingress_vip"]})
+    for owner, address in cluster_names(cluster):
+        records.append({"name": owner, "type": "A", "value": address})
     if etcd:
         masters = [h for h in site["hosts"] if h["role"] == "master"]
         for n, master in enumerate(masters):
             records.append({"name": f"etcd-{n}", "type": "A", "value": master["ip"]})
             records.append({"name": "_etcd-server-ssl._tcp", "type": "SRV", "value": f"0 10 2380 etcd-{n}.{domain}."})
     return records
+
+
+def cluster_names(cluster: dict) -> list[tuple[str, str]]:
+    """(owner, address) of the A records of api, api-int and *.apps: the VIPs, or every lb host (round robin)."""
+    if cluster.get("load_balancer") == "round_robin":
+        return [(owner, ip) for owner in ("api", "api-int", "*.apps") for ip in cluster["lb_addresses"]]
+    return [("api", cluster["api_vip"]), ("api-int", cluster["api_int_vip"]), ("*.apps", cluster["ingress_vip"])]
+
+
+def lb_endpoints(site: dict, ports: dict[str, int]) -> list[dict]:
+    """Where clients reach each load-balancer port: API and machine config on the API VIPs, ingress on the
+    ingress VIP; with round robin every port on every lb host (DNS hands out each of them)."""
+    cluster = site["cluster"]
+    if cluster.get("load_balancer") == "round_robin":
+        return [{"name": n, "address": ip, "port": p} for ip in cluster["lb_addresses"] for n, p in ports.items()]
+    where = {"api": cluster["api_vip"], "machine_config": cluster["api_int_vip"]}
+    return [{"name": n, "address": where.get(n, cluster["ingress_vip"]), "port": p} for n, p in ports.items()]
 
 
 def _reverse_records(site: dict, nameservers: list[dict], classless_parents: bool) -> dict[str, list[dict]]:
@@ -424,7 +483,8 @@ def _reverse_records(site: dict, nameservers: list[dict], classless_parents: boo
             blocks.append((block, zone))
     domain = site["cluster"]["domain"]
     pointers = [(h["ip"], f"{h['fqdn']}.") for h in site["hosts"]]
-    pointers.append((site["cluster"]["api_vip"], f"api.{domain}."))
+    if site["cluster"]["api_vip"]:  # round robin: the lb hosts' own PTRs name them
+        pointers.append((site["cluster"]["api_vip"], f"api.{domain}."))
     if site["cluster"]["api_int_vip"] != site["cluster"]["api_vip"]:
         pointers.append((site["cluster"]["api_int_vip"], f"api-int.{domain}."))
     pointers += [(str(ns["address"]), f"{ns['name']}.{domain}.") for ns in nameservers]
