@@ -16,6 +16,11 @@ description:
     non-public pool, one default class, classes within the quota), so nothing is called when the input is wrong.
   - "Handles the v0.79.0 quirk that C(POST /clusters) ignores C(session_ingress_use_default_cluster_tls_cert):
     the flag is PATCHed after creation and the stored record is read back to confirm."
+  - With the default cluster certificate, C(session_tls_secret_name) is sent as an empty string, as Renku's
+    remote-cluster documentation requires.
+  - "Authenticates as Renku's data-service expects: a bearer access token issued by Renku's Keycloak realm to a user
+    with the realm role C(renku-admin). Give the token (O(api_token)) or let the module obtain one with a password
+    grant (O(token_request)); an obtained token is never returned or logged."
 author:
   - airgap.renku maintainers (@airgap-renku)
 attributes:
@@ -33,9 +38,40 @@ options:
     required: true
   api_token:
     description:
-      - Bearer token of a Renku admin.
+      - Access token of a Renku admin (a user with the Keycloak realm role C(renku-admin)).
+      - Exactly one of O(api_token) and O(token_request) is required.
     type: str
-    required: true
+  token_request:
+    description:
+      - Obtain the access token from Keycloak with a password grant of a Renku admin user.
+    type: dict
+    suboptions:
+      url:
+        description: Base URL of Keycloak, for example V(https://renku.example.org/auth).
+        type: str
+        required: true
+      realm:
+        description: Realm of Renku's users.
+        type: str
+        default: Renku
+      client_id:
+        description: Client that allows direct access grants and whose tokens the data-service accepts.
+        type: str
+        default: renku-cli
+      client_secret:
+        description: Secret of O(token_request.client_id) when it is a confidential client.
+        type: str
+      username:
+        description: The Renku admin user.
+        type: str
+        required: true
+      password:
+        description: Password of O(token_request.username).
+        type: str
+        required: true
+      ca_file:
+        description: CA bundle that signs Keycloak's certificate. TLS is always verified.
+        type: path
   ca_file:
     description:
       - CA bundle that signs the data-service certificate. TLS is always verified.
@@ -144,7 +180,11 @@ EXAMPLES = r"""
 - name: Register remote cluster A with a small GPU-less pool
   airgap.renku.renku_crc_cluster:
     api_url: https://renku.example.org/api/data
-    api_token: "{{ renku_admin_token }}"
+    token_request:
+      url: https://renku.example.org/auth
+      username: renku-automation
+      password: "{{ vault_renku_automation_password }}"
+      ca_file: /etc/pki/site-root-ca.pem
     ca_file: /etc/pki/site-root-ca.pem
     cluster:
       name: remote-cluster-a
@@ -211,6 +251,15 @@ CLUSTER_SPEC: dict[str, dict[str, Any]] = {
     "session_storage_class": {"type": "str"},
     "service_account_name": {"type": "str"},
 }
+TOKEN_REQUEST_SPEC: dict[str, dict[str, Any]] = {
+    "url": {"type": "str", "required": True},
+    "realm": {"type": "str", "default": "Renku"},
+    "client_id": {"type": "str", "default": "renku-cli"},
+    "client_secret": {"type": "str", "no_log": True},
+    "username": {"type": "str", "required": True},
+    "password": {"type": "str", "required": True, "no_log": True},
+    "ca_file": {"type": "path"},
+}
 POOL_SPEC: dict[str, dict[str, Any]] = {
     "name": {"type": "str", "required": True},
     "public": {"type": "bool", "default": False},
@@ -223,7 +272,8 @@ POOL_SPEC: dict[str, dict[str, Any]] = {
 }
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "api_url": {"type": "str", "required": True},
-    "api_token": {"type": "str", "required": True, "no_log": True},
+    "api_token": {"type": "str", "no_log": True},
+    "token_request": {"type": "dict", "options": TOKEN_REQUEST_SPEC},
     "ca_file": {"type": "path"},
     "timeout": {"type": "int", "default": 30},
     "cluster": {"type": "dict", "required": True, "options": CLUSTER_SPEC},
@@ -243,12 +293,28 @@ def _result(outcome: crc.CrcResult, state: str) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+def _token(module: AnsibleModule) -> str:
+    """The given token, or one obtained from Keycloak; either way never echoed."""
     p = module.params
-    client = crc.CrcClient(p["api_url"], p["api_token"], p["ca_file"], p["timeout"], open_url)
+    if p["api_token"]:
+        module.no_log_values.add(p["api_token"])
+        return p["api_token"]
+    token = crc.fetch_token(crc.TokenRequest(**p["token_request"]), p["timeout"], open_url)
+    module.no_log_values.add(token)
+    return token
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("api_token", "token_request")],
+        required_one_of=[("api_token", "token_request")],
+        supports_check_mode=True,
+    )
+    p = module.params
     pool = p["resource_pool"]
     try:
+        client = crc.CrcClient(p["api_url"], _token(module), p["ca_file"], p["timeout"], open_url)
         if p["state"] == "absent":
             outcome = crc.ensure_absent(client, p["cluster"]["name"], (pool or {}).get("name"), module.check_mode)
         else:

@@ -57,6 +57,7 @@ CLASS_FIELDS = (
 POOL_FIELDS = ("name", "public", "default", "idle_threshold", "hibernation_threshold", "platform")
 QUOTA_FIELDS = ("cpu", "memory", "gpu")
 DEFAULT_TLS_FLAG = "session_ingress_use_default_cluster_tls_cert"
+ADMIN_ROLE = "renku-admin"  # the realm role renku-data-services treats as admin
 
 
 class CrcError(Exception):
@@ -199,9 +200,15 @@ def validate_pool(pool: dict[str, Any], where: str = "resource_pool") -> list[st
 
 
 def cluster_payload(cluster: dict[str, Any]) -> dict[str, Any]:
-    """The POST /clusters body: only fields with a value."""
+    """The POST /clusters body: only fields with a value.
+
+    With the ingress controller's default certificate, `session_tls_secret_name` is sent as "" (Renku's
+    remote-cluster documentation: otherwise the API call fails).
+    """
     out = {k: cluster[k] for k in CLUSTER_FIELDS if cluster.get(k) is not None}
     out.setdefault("session_ingress_annotations", {})
+    if out.get(DEFAULT_TLS_FLAG):
+        out["session_tls_secret_name"] = ""
     return out
 
 
@@ -210,7 +217,7 @@ def cluster_patch(want: dict[str, Any], have: dict[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     for key in CLUSTER_FIELDS:
         value = want.get(key)
-        if key in ("session_tls_secret_name", "service_account_name") and value is None:
+        if key in ("session_tls_secret_name", "service_account_name") and not value:
             if have.get(key):
                 patch[key] = ""
             continue
@@ -299,6 +306,78 @@ def plan_pool(want: dict[str, Any], have: dict[str, Any]) -> PoolPlan:
 # HTTP
 
 
+def refusal(method: str, path: str, status: int, detail: str) -> str:
+    """What a refused token means, with the data-service's own words."""
+    try:
+        said = json.loads(detail)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        said = detail[:300]
+    if status == 403:
+        return (
+            f"{method} {path}: 403 Forbidden: the data-service accepted the token but refused its user ({said}); "
+            f"the user needs the Keycloak realm role {ADMIN_ROLE}"
+        )
+    return (
+        f"{method} {path}: 401 Unauthorized: the data-service refused the token ({said}); "
+        "use a current access token issued by Renku's Keycloak realm"
+    )
+
+
+@dataclass
+class TokenRequest:
+    """A password grant at a Keycloak realm: how an automation obtains a Renku admin's access token."""
+
+    url: str
+    realm: str
+    client_id: str
+    username: str
+    password: str
+    client_secret: str | None = None
+    ca_file: str | None = None
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url.rstrip('/')}/realms/{self.realm}/protocol/openid-connect/token"
+
+
+def fetch_token(request: TokenRequest, timeout: int, open_url: Any) -> str:
+    """The access token of `request.username`; CrcError naming the cause when Keycloak refuses."""
+    from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+    from ansible.module_utils.six.moves.urllib.parse import urlencode
+
+    form = {"grant_type": "password", "client_id": request.client_id}
+    form.update({"username": request.username, "password": request.password, "scope": "openid"})
+    if request.client_secret:
+        form["client_secret"] = request.client_secret
+    where = f"Keycloak {request.token_url} (user {request.username}, client {request.client_id})"
+    try:
+        resp = open_url(
+            request.token_url,
+            method="POST",
+            data=urlencode(form),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+            ca_path=request.ca_file,
+            validate_certs=True,
+            timeout=timeout,
+            use_proxy=False,
+        )
+        body = json.loads(resp.read())
+    except HTTPError as exc:
+        raw = exc.read().decode(errors="replace") if hasattr(exc, "read") else ""
+        try:
+            said = json.loads(raw)
+            reason = f"{said.get('error')}: {said.get('error_description', '')}"
+        except ValueError:
+            reason = raw[:300]
+        raise CrcError(f"{where} refused the token request: HTTP {exc.code} {reason}") from exc
+    except (URLError, OSError, ValueError) as exc:
+        raise CrcError(f"{where} is unreachable: {exc}") from exc
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise CrcError(f"{where} answered without an access token")
+    return token
+
+
 class CrcClient:
     """JSON over HTTPS with a bearer token; TLS verified against `ca_file` (or the system store)."""
 
@@ -331,8 +410,8 @@ class CrcClient:
             raw = resp.read()
         except HTTPError as exc:
             detail = exc.read().decode(errors="replace") if hasattr(exc, "read") else ""
-            if exc.code == 401:
-                raise CrcError(f"{method} {path}: 401 Unauthorized: check api_token (an admin token)") from exc
+            if exc.code in (401, 403):
+                raise CrcError(refusal(method, path, exc.code, detail)) from exc
             raise CrcError(f"{method} {path}: HTTP {exc.code}: {detail[:600]}") from exc
         except (URLError, OSError) as exc:
             raise CrcError(f"{method} {path}: the data-service at {self.base} is unreachable: {exc}") from exc
