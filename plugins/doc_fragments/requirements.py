@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 
-def _requirement(line: str) -> str:
-    # Ansible needs an options key in every fragment, hence the empty one.
-    return f"options: {{}}\nrequirements:\n  - {line}\n"
-
-
 # One attribute per dependency, used as airgap.renku.requirements.<name>. The Python lower bounds are those of
 # requirements.txt and the programs those of bindep.txt (tests/unit/test_doc_fragments.py keeps them in step).
+# Ansible needs an options key in every fragment, hence the empty one.
 class ModuleDocFragment:
-    PYYAML = _requirement("PyYAML >= 6.0 (Python)")
-    CRYPTOGRAPHY = _requirement("cryptography >= 41.0.0 (Python)")
-    KUBERNETES = _requirement("kubernetes >= 29.0.0 (Python)")
-    HELM = _requirement("helm (program on the host that runs the module)")
-    GIT = _requirement("git (program on the host that runs the module)")
+    PYYAML = "options: {}\nrequirements: [PyYAML >= 6.0 (Python)]\n"
+    CRYPTOGRAPHY = "options: {}\nrequirements: [cryptography >= 41.0.0 (Python)]\n"
+    KUBERNETES = "options: {}\nrequirements: [kubernetes >= 29.0.0 (Python)]\n"
+    HELM = "options: {}\nrequirements: [helm (program on the host that runs the module)]\n"
+    GIT = "options: {}\nrequirements: [git (program on the host that runs the module)]\n"
