@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,10 @@ WORKLOADS = [
 ]
 USER_NODE = SCENARIO_VARS["remote_cluster_user_nodes"][0]
 PURPOSE_LABEL = "renku.io/node-purpose"
+SESSION_ORIGIN = "https://" + SCENARIO_VARS["remote_cluster_cluster"]["session_host"]
+README = Path(__file__).resolve().parents[2] / "roles" / "remote_cluster" / "README.md"
+# a JSON Web Token anywhere in ansible's output (header and payload are base64url JSON objects)
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
 
 pytestmark = pytest.mark.lab
 
@@ -112,13 +118,37 @@ def lab(lab_env, lab_mirror):
     return {"env": lab_env, "remote": remote, "local": local, "overlays": lab_mirror.parent / "values"}
 
 
-def api_session(env: dict[str, str]) -> requests.Session:
+def keycloak_token(env: dict[str, str], admin: bool = True) -> str:
+    """An access token of the lab's renku-admin user (or of the user without the role) from the real Keycloak."""
+    user = "LAB_KEYCLOAK_RENKU_ADMIN_USER" if admin else "LAB_KEYCLOAK_RENKU_USER"
+    with requests.Session() as session:
+        session.trust_env = False
+        resp = session.post(
+            f"{env['LAB_KEYCLOAK_URL']}/realms/{env['LAB_KEYCLOAK_REALM']}/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": env["LAB_KEYCLOAK_TOKEN_CLIENT"],
+                "username": env[user],
+                "password": env[user.removesuffix("_USER") + ("_PASSWORD" if admin else "_USER_PASSWORD")],
+            },
+            verify=env["LAB_CA"],
+            timeout=30,
+        )
+    resp.raise_for_status()
+    return resp.json()["access_token"]
+
+
+def api_session(env: dict[str, str], token: str | None = None) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = env["LAB_CA"]
-    token = (Path(env["LAB_STATE"]) / "dataservice.token").read_text().strip()
-    session.headers["Authorization"] = f"Bearer {token}"
+    session.headers["Authorization"] = f"Bearer {token or keycloak_token(env)}"
     return session
+
+
+def stored_clusters(env: dict[str, str]) -> dict[str, dict]:
+    with api_session(env) as session:
+        return {c["name"]: c for c in session.get(f"{env['LAB_DATA_SERVICE_URL']}/clusters", timeout=10).json()}
 
 
 def registered(env: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -127,6 +157,41 @@ def registered(env: dict[str, str]) -> tuple[list[str], list[str]]:
         clusters = [c["name"] for c in session.get(f"{base}/clusters", timeout=10).json()]
         pools = [p["name"] for p in session.get(f"{base}/resource_pools", timeout=10).json()]
     return clusters, pools
+
+
+def sessions_client(env: dict[str, str]) -> dict:
+    """renku-jupyterserver as Keycloak's admin API returns it."""
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = env["LAB_CA"]
+        resp = session.post(
+            f"{env['LAB_KEYCLOAK_URL']}/realms/master/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "admin-cli",
+                "username": env["LAB_KEYCLOAK_ADMIN_USER"],
+                "password": env["LAB_KEYCLOAK_ADMIN_PASSWORD"],
+            },
+            timeout=30,
+        )
+        resp.raise_for_status()
+        session.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+        url = f"{env['LAB_KEYCLOAK_URL']}/admin/realms/{env['LAB_KEYCLOAK_REALM']}/clients"
+        [found] = session.get(url, params={"clientId": env["LAB_KEYCLOAK_SESSIONS_CLIENT"]}, timeout=30).json()
+    return found
+
+
+def documented_annotations(renku_url: str) -> dict[str, str]:
+    """The SameSite=None annotations as the role README documents them (Renku's remote-cluster documentation),
+    for the given Renku origin."""
+    block = README.read_text().split("<!-- samesite-none-annotations -->")[1].split("```yaml")[1].split("```")[0]
+    return yaml.safe_load(block.replace("https://renku.example.org", renku_url))
+
+
+def assert_no_secret(output: str, env: dict[str, str]) -> None:
+    assert not JWT.search(output), "a token appears in the output"
+    for key in ("LAB_KEYCLOAK_RENKU_ADMIN_PASSWORD", "LAB_KEYCLOAK_RENKU_USER_PASSWORD", "LAB_KEYCLOAK_ADMIN_PASSWORD"):
+        assert env[key] not in output, f"{key} appears in the output"
 
 
 def restarted_at(local: client.ApiClient) -> dict[str, str | None]:
@@ -239,6 +304,16 @@ def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     assert "itest-remote-cluster" not in registered(env)[0], "check mode registered the cluster"
 
     run_scenario("remote_cluster")
+    # the cluster record as stored: the documented SameSite=None annotations for the Renku origin, valid JSON
+    # round-tripped through the data-service, and "" for the TLS secret with the default cluster certificate
+    stored = stored_clusters(env)["itest-remote-cluster"]
+    assert stored["session_ingress_annotations"] == documented_annotations(SCENARIO_VARS["remote_cluster_renku_url"])
+    assert stored["session_tls_secret_name"] == "" and stored["session_ingress_use_default_cluster_tls_cert"]
+    # Keycloak's sessions client: the origin once in redirect URIs and web origins, Renku's own entries kept
+    kc = sessions_client(env)
+    assert kc["redirectUris"].count(SESSION_ORIGIN + "/*") == 1 and kc["webOrigins"].count(SESSION_ORIGIN) == 1, kc
+    assert "https://renku.lab.internal/*" in kc["redirectUris"], kc["redirectUris"]
+    assert_no_secret(check.output, env)
     # the platform -> remote hand-off: exactly the versions the record names, only the charts asked for
     assert helm_releases(env) == {name: f"{name}-{version}" for name, version in CHARTS.items()}
     # the images are the mirror's: every workload image is the overlay's, at the internal registry
@@ -281,12 +356,19 @@ def test_remote_cluster_lifecycle(lab, user_node_purpose_kept):
     )
     healed = run_playbook(CONVERGE)
     assert healed.rc == 0, healed.output[-3000:]
+    assert_no_secret(healed.output, env)
+    again = sessions_client(env)
+    assert (again["redirectUris"], again["webOrigins"]) == (kc["redirectUris"], kc["webOrigins"])
     second = restarted_at(local)
     assert all(second[name] and second[name] != first[name] for name in RESTARTED), (first, second)
     assert second["renku-ui"] is None
 
     gone = run_playbook(CONVERGE, extra_vars={"remote_cluster_state": "absent"})
     assert gone.rc == 0, gone.output[-3000:]
+    assert_no_secret(gone.output, env)
+    kc_after = sessions_client(env)
+    assert SESSION_ORIGIN + "/*" not in kc_after["redirectUris"] and SESSION_ORIGIN not in kc_after["webOrigins"]
+    assert kc_after["redirectUris"] == [u for u in kc["redirectUris"] if u != SESSION_ORIGIN + "/*"]
     assert not namespace_active(remote, SESSIONS_NS)
     assert not priority_class_exists(remote, "itest-rc-standard")
     clusters, pools = registered(env)
@@ -397,3 +479,46 @@ def test_refused_before_any_change(lab, case):
     assert message in " ".join(result.output.split()), result.output[-3000:]
     assert result.changed == 0, result.changed_tasks()
     assert not namespace_active(lab["remote"], namespace)
+
+
+def test_non_admin_token_refused_and_reported(lab):
+    """A Keycloak user without renku-admin: the data-service refuses (403), the role says why, changes nothing."""
+    env = lab["env"]
+    namespace = "itest-rc-refused-non-admin"
+    result = run_playbook(
+        CONVERGE,
+        extra_vars={
+            "remote_cluster_sessions_namespace": namespace,
+            "remote_cluster_renku_admin_user": env["LAB_KEYCLOAK_RENKU_USER"],
+            "remote_cluster_renku_admin_password": env["LAB_KEYCLOAK_RENKU_USER_PASSWORD"],
+        },
+    )
+    assert result.rc != 0, "a non-admin token was accepted"
+    said = " ".join(result.output.split())
+    assert "403 Forbidden" in said and "needs the Keycloak realm role renku-admin" in said, result.output[-3000:]
+    assert result.changed == 0, result.changed_tasks()
+    assert not namespace_active(lab["remote"], namespace)
+    assert_no_secret(result.output, env)
+
+
+def test_tokens_of_anyone_else_refused(lab):
+    """The stand-in checks signatures against the realm's JWKS: a token with the real key id, claims copied from
+    a real admin token, but signed by another key, is refused; a real admin token and a real user token are told apart."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    env = lab["env"]
+    real = keycloak_token(env)
+    header_b64, payload_b64, _ = real.split(".")
+    signing_input = f"{header_b64}.{payload_b64}".encode()
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged_sig = other_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    forged = f"{header_b64}.{payload_b64}.{base64.urlsafe_b64encode(forged_sig).decode().rstrip('=')}"
+    url = f"{env['LAB_DATA_SERVICE_URL']}/clusters"
+    statuses = {}
+    for name, token in {"admin": real, "user": keycloak_token(env, admin=False), "forged": forged}.items():
+        with api_session(env, token) as session:
+            statuses[name] = session.get(url, timeout=10).status_code
+    assert statuses == {"admin": 200, "user": 403, "forged": 401}, statuses
+    claims = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+    assert claims["exp"] > time.time()
