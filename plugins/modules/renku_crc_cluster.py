@@ -273,7 +273,7 @@ POOL_SPEC: dict[str, dict[str, Any]] = {
 ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "api_url": {"type": "str", "required": True},
     "api_token": {"type": "str", "no_log": True},
-    "token_request": {"type": "dict", "options": TOKEN_REQUEST_SPEC},
+    "token_request": {"type": "dict", "options": TOKEN_REQUEST_SPEC, "no_log": False},
     "ca_file": {"type": "path"},
     "timeout": {"type": "int", "default": 30},
     "cluster": {"type": "dict", "required": True, "options": CLUSTER_SPEC},

@@ -509,7 +509,7 @@ def test_tokens_of_anyone_else_refused(lab):
 
     env = lab["env"]
     real = keycloak_token(env)
-    header_b64, payload_b64, _ = real.split(".")
+    header_b64, payload_b64, _signature = real.split(".")
     signing_input = f"{header_b64}.{payload_b64}".encode()
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged_sig = other_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
