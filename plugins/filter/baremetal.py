@@ -8,7 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check, kea
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import check, csr, install_config, kea
 from ansible_collections.airgap.renku.plugins.module_utils.baremetal.site import (
     InventoryError,
     build_site,
@@ -55,6 +55,26 @@ def baremetal_kea_config(site: dict, settings: dict | None = None) -> dict:
         raise AnsibleFilterError(f"baremetal_kea_config: {exc}") from exc
 
 
+def baremetal_csr_nodes(site: dict, name_format: str = "fqdn") -> list[dict]:
+    """The nodes of a validated site as airgap.renku.node_csr_approve takes them (name, addresses, dns_names)."""
+    try:
+        return csr.site_nodes(site, name_format)
+    except csr.CsrError as exc:
+        raise AnsibleFilterError(f"baremetal_csr_nodes: {exc}") from exc
+
+
+def baremetal_install_config(
+    site: dict, settings: dict | None, lock: dict | None, ca_pem: str, registry: dict | None
+) -> dict:
+    """install-config.yaml for a mirrored site (platform none, pull secret, CA, imageDigestSources); validated."""
+    try:
+        return install_config.install_config(site, settings, lock or {}, ca_pem, registry or {})
+    except InventoryError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"baremetal_install_config: {exc}") from exc
+
+
 class FilterModule:
     """Bare-metal inventory filters."""
 
@@ -65,6 +85,8 @@ class FilterModule:
             "baremetal_reverse_zones": baremetal_reverse_zones,
             "baremetal_lb_servers": baremetal_lb_servers,
             "baremetal_kea_config": baremetal_kea_config,
+            "baremetal_csr_nodes": baremetal_csr_nodes,
+            "baremetal_install_config": baremetal_install_config,
             # checker (playbooks/check.yml)
             "baremetal_check_dns_expected": check.dns_expected,
             "baremetal_check_dig_arguments": check.dig_arguments,
