@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Bare metal at scale: validate a site and render every file the roles write, for 100 and 1,000 hosts.
+"""Bare metal at scale: validate a site and render every file the roles write, for 100 and 1,000 hosts; and
+the Kea DHCPv4 configuration alone (reservations, boot classes with the iPXE MAC list) for both sizes.
 
 Runs the collection's own filters and the roles' own templates (Jinja2, with the filters registered)
 so the ratio reflects what a playbook run computes; prints `name: value` lines.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import json
 import statistics
 import sys
 import time
@@ -21,6 +23,7 @@ sys.path.insert(0, str(ROOT / "build" / "collections"))
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (links build/collections/ansible_collections/airgap/renku)
 
+from ansible_collections.airgap.renku.plugins.module_utils.baremetal import kea  # noqa: E402
 from ansible_collections.airgap.renku.plugins.module_utils.baremetal import site as bm  # noqa: E402
 
 ROLES = ROOT / "roles"
@@ -169,6 +172,38 @@ def measure(env: jinja2.Environment, rounds: int = 9) -> tuple[float, float, flo
     return statistics.median(smalls), statistics.median(larges), statistics.median(ratios)
 
 
+KEA_SETTINGS = {"http_url": "http://10.64.0.2", "next_server": "10.64.0.2"}
+
+
+def kea_sites() -> dict[int, dict]:
+    return {count: bm.build_site(*site_inventory(count)) for count in (100, 1000)}
+
+
+def kea_timed(site: dict, repeat: int) -> float:
+    """Seconds per Kea configuration (built and serialised as the role writes it) of an already validated site."""
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for _ in range(repeat):
+            json.dumps(kea.kea_dhcp4_config(site, KEA_SETTINGS), indent=2, sort_keys=True)
+        return (time.perf_counter() - started) / repeat
+    finally:
+        gc.enable()
+
+
+def kea_measure(rounds: int = 9) -> tuple[float, float, float]:
+    """As measure(): both sizes back to back per round, 100 hosts repeated 10 times per measurement."""
+    sites = kea_sites()
+    smalls, larges, ratios = [], [], []
+    for _ in range(rounds):
+        small, large = kea_timed(sites[100], 100), kea_timed(sites[1000], 10)
+        smalls.append(small)
+        larges.append(large)
+        ratios.append(large / small)
+    return statistics.median(smalls), statistics.median(larges), statistics.median(ratios)
+
+
 def main() -> None:
     env = environment()
     render_all(10, env)  # compile the templates once, outside the measurement
@@ -176,6 +211,10 @@ def main() -> None:
     print(f"baremetal_render_100_hosts_ms: {small * 1000:.1f}")
     print(f"baremetal_render_1000_hosts_ms: {large * 1000:.1f}")
     print(f"baremetal_1000_vs_100: {ratio:.2f}")
+    small, large, ratio = kea_measure()
+    print(f"baremetal_kea_render_100_hosts_ms: {small * 1000:.2f}")
+    print(f"baremetal_kea_render_1000_hosts_ms: {large * 1000:.2f}")
+    print(f"baremetal_kea_render_1000_vs_100: {ratio:.2f}")
 
 
 if __name__ == "__main__":

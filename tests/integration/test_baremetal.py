@@ -7,12 +7,17 @@ network namespace, the tftp-hpa client, HTTP through HAProxy.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import http.server
+import ipaddress
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +25,12 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
 from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
 
 LAB_VARS = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "baremetal.yml").read_text())
@@ -338,6 +349,9 @@ def test_checker_reports_every_check(lab_env, tmp_path):
         [h for h in hosts if h.get("boot_mode") in ("bios", "uefi") and h["role"] != "lb"]
     )
     assert report["by_check"]["lb"]["passed"] == 4
+    # Kea's running configuration: a reservation per host on the DHCP network, and the eight boot classes
+    reserved = [h for h in hosts if h["network"] == "machines"]
+    assert report["by_check"]["dhcp"] == {"passed": len(reserved) + 8, "failed": 0}
 
     # a wrong DNS port: the checker fails and names every record it could not get
     broken = tmp_path / "broken.json"
@@ -359,3 +373,274 @@ def _tools():
     ]
     if missing:
         pytest.fail(f"missing tools {missing}: run `make deps` (lab/install-deps.sh)")
+
+
+# --------------------------------------------------------------------------------------------------
+# node_csr_approve on the lab's API server
+
+
+def _csr_pem(cn: str, dns: list[str] | None = None, ips: list[str] | None = None) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns or []]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return base64.b64encode(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)).decode()
+
+
+class _Cluster:
+    """The lab's local API server as admin, and as other identities through impersonation."""
+
+    def __init__(self, kubeconfig: str, tag: str) -> None:
+        self.kubeconfig, self.tag = kubeconfig, tag
+        self.admin = kube_config.new_client_from_config(kubeconfig)
+        self.rbac_name = f"csr-test-{tag}"
+
+    def as_user(self, user: str, group: str) -> kube_client.CertificatesV1Api:
+        api = kube_config.new_client_from_config(self.kubeconfig)
+        api.set_default_header("Impersonate-User", user)
+        api.set_default_header("Impersonate-Group", group)
+        return kube_client.CertificatesV1Api(api)
+
+    def allow_csr_creation(self, users: list[str]) -> None:
+        """Only `certificatesigningrequests` (no nodeclient subresource): the built-in approver leaves them."""
+        rbac = kube_client.RbacAuthorizationV1Api(self.admin)
+        rule = kube_client.V1PolicyRule(
+            api_groups=["certificates.k8s.io"],
+            resources=["certificatesigningrequests"],
+            verbs=["create", "get", "list"],
+        )
+        rbac.create_cluster_role(kube_client.V1ClusterRole(metadata={"name": self.rbac_name}, rules=[rule]))
+        subjects = [
+            kube_client.RbacV1Subject(kind="User", name=u, api_group="rbac.authorization.k8s.io") for u in users
+        ]
+        rbac.create_cluster_role_binding(
+            kube_client.V1ClusterRoleBinding(
+                metadata={"name": self.rbac_name},
+                role_ref=kube_client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=self.rbac_name
+                ),
+                subjects=subjects,
+            )
+        )
+
+    def request(self, api: kube_client.CertificatesV1Api, name: str, signer: str, pem: str, usages: list[str]) -> None:
+        body = kube_client.V1CertificateSigningRequest(
+            metadata={"name": f"{self.tag}-{name}"},
+            spec=kube_client.V1CertificateSigningRequestSpec(request=pem, signer_name=signer, usages=usages),
+        )
+        api.create_certificate_signing_request(body)
+
+    def conditions(self) -> dict[str, list[str]]:
+        items = kube_client.CertificatesV1Api(self.admin).list_certificate_signing_request().items
+        return {
+            i.metadata.name[len(self.tag) + 1 :]: [f"{c.type}/{c.reason}" for c in (i.status.conditions or [])]
+            for i in items
+            if i.metadata.name.startswith(self.tag + "-")
+        }
+
+    def add_node(self, name: str) -> None:
+        kube_client.CoreV1Api(self.admin).create_node(kube_client.V1Node(metadata={"name": name}))
+
+    def cleanup(self, nodes: list[str]) -> None:
+        certificates, core = kube_client.CertificatesV1Api(self.admin), kube_client.CoreV1Api(self.admin)
+        rbac = kube_client.RbacAuthorizationV1Api(self.admin)
+        calls = [(certificates.delete_certificate_signing_request, f"{self.tag}-{n}") for n in self.conditions()]
+        calls += [(core.delete_node, n) for n in nodes]
+        calls += [(rbac.delete_cluster_role_binding, self.rbac_name), (rbac.delete_cluster_role, self.rbac_name)]
+        for call, name in calls:
+            with contextlib.suppress(kube_client.ApiException):
+                call(name)
+
+
+def _approve(tmp_path: Path, kubeconfig: str, nodes: list[dict], check: bool = False, **options) -> tuple[int, dict]:
+    playbook = tmp_path / "approve.yml"
+    task = {"airgap.renku.node_csr_approve": {"kubeconfig": kubeconfig, "nodes": nodes, "wait_sleep": 1, **options}}
+    play = [
+        {
+            "name": "Approve",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [{"name": "Approve node CSRs", **task}],
+        }
+    ]
+    playbook.write_text(yaml.safe_dump(play))
+    result = run_playbook(playbook, check=check, diff=True)
+    found = result.task_results("Approve node CSRs")
+    assert found, result.output[-3000:]
+    return result.rc, found[0]
+
+
+CLIENT_USAGES = ["digital signature", "client auth"]
+SERVING_USAGES = ["digital signature", "server auth"]
+
+
+def test_node_csr_approve_approves_only_inventory_kubelets(lab_env, tmp_path):
+    tag = f"csrt{os.getpid() % 100000}"
+    n0, n1, n2 = f"{tag}-0", f"{tag}-1", f"{tag}-2"
+    nodes = [{"name": n0, "addresses": ["10.77.0.41"]}, {"name": n1, "addresses": ["10.77.0.42"]}]
+    cluster = _Cluster(lab_env["KUBECONFIG_LOCAL"], tag)
+    bootstrapper = f"system:serviceaccount:default:{tag}-bootstrapper"
+    try:
+        cluster.allow_csr_creation([bootstrapper, f"system:node:{n0}", f"system:node:{n1}"])
+        boot = cluster.as_user(bootstrapper, "system:serviceaccounts")
+        node0, node1 = (cluster.as_user(f"system:node:{n}", "system:nodes") for n in (n0, n1))
+        client_signer, serving_signer = "kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"
+        cluster.request(boot, "client-known", client_signer, _csr_pem(f"system:node:{n0}"), CLIENT_USAGES)
+        cluster.request(boot, "client-unknown", client_signer, _csr_pem(f"system:node:{tag}-intruder"), CLIENT_USAGES)
+        cluster.request(
+            node0, "serving-known", serving_signer, _csr_pem(f"system:node:{n0}", [n0], ["10.77.0.41"]), SERVING_USAGES
+        )
+        cluster.request(
+            node1,
+            "serving-wrong-ip",
+            serving_signer,
+            _csr_pem(f"system:node:{n1}", [n1], ["10.77.0.99"]),
+            SERVING_USAGES,
+        )
+        extra = _csr_pem(f"system:node:{n1}", [n1, f"api.{tag}.test"], ["10.77.0.42"])
+        cluster.request(node1, "serving-extra-san", serving_signer, extra, SERVING_USAGES)
+        pending = cluster.conditions()
+        assert len(pending) == 5 and not any(pending.values())  # nothing approved them meanwhile
+
+        # check mode: the decision, and nothing written
+        rc, checked = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], nodes, check=True)
+        assert rc == 0 and checked["changed"]
+        assert sorted(a["name"] for a in checked["approved"]) == [f"{tag}-client-known", f"{tag}-serving-known"]
+        assert checked["diff"]["after"][f"{tag}-client-known"] == "Approved"
+        assert cluster.conditions() == pending
+
+        rc, done = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], nodes)
+        assert rc == 0 and done["changed"]
+        left = {item["name"][len(tag) + 1 :]: item["reason"] for item in done["left"] if item["name"].startswith(tag)}
+        assert left == {
+            "client-unknown": f"{tag}-intruder is not a node of the inventory",
+            "serving-wrong-ip": "IP addresses ['10.77.0.99'] are not the inventory's ['10.77.0.42']",
+            "serving-extra-san": f"DNS names ['api.{tag}.test', '{n1}'] are not the inventory's ['{n1}']",
+        }
+        state = cluster.conditions()
+        assert state["client-known"][:1] == state["serving-known"][:1] == ["Approved/AirgapRenkuInventory"]
+        assert state["client-unknown"] == state["serving-wrong-ip"] == state["serving-extra-san"] == []
+
+        rc, again = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], nodes)
+        assert rc == 0 and not again["changed"]
+
+        rc, denied = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], nodes, deny=True)
+        assert rc == 0 and denied["changed"]
+        state = cluster.conditions()
+        for name in ("client-unknown", "serving-wrong-ip", "serving-extra-san"):
+            assert state[name] == ["Denied/AirgapRenkuInventory"], state
+
+        # waiting: done once every node has joined; a node that never joins times out and says which
+        cluster.add_node(n0)
+        cluster.add_node(n1)
+        rc, joined = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], nodes, wait_timeout=30)
+        assert rc == 0 and joined["joined"] == [n0, n1] and joined["passes"] == 1
+        late = [*nodes, {"name": n2, "addresses": ["10.77.0.43"]}]
+        started = time.monotonic()
+        rc, timed_out = _approve(tmp_path, lab_env["KUBECONFIG_LOCAL"], late, wait_timeout=3)
+        assert rc != 0 and timed_out["missing"] == [n2] and timed_out["passes"] >= 2
+        assert f"nodes {n2} had not joined after 3s" in timed_out["msg"]
+        assert time.monotonic() - started < 60
+    finally:
+        cluster.cleanup([n0, n1])
+
+
+# --------------------------------------------------------------------------------------------------
+# install-config.yaml for the mirrored site, served by the lab's boot HTTP server program
+
+
+def _lab_lock(lab_env: dict) -> dict:
+    """A mirror lock in the format the mirror stage writes, pointing at the lab's internal registry."""
+    internal = lab_env["REGISTRY_INTERNAL"]
+    return {
+        "apiVersion": "airgap.renku/v1",
+        "kind": "MirrorLock",
+        "images": [
+            {
+                "source": f"quay.io/openshift-release-dev/ocp-release:4.18.1-{arch}",
+                "destination": f"{internal}/quay.io/openshift-release-dev/ocp-release:4.18.1-{arch}",
+                "digest": "sha256:" + digit * 64,
+            }
+            for arch, digit in (("x86_64", "1"), ("aarch64", "2"))
+        ],
+    }
+
+
+def test_install_config_is_validated_and_served_with_its_checksum(lab_env, tmp_path):
+    lock = tmp_path / "mirror-lock.yaml"
+    lock.write_text(yaml.safe_dump(_lab_lock(lab_env)))
+    site_dir = tmp_path / "site"
+    extra = {
+        **_private_dirs(site_dir),
+        "dhcp_pxe_server": "isc",
+        "dhcp_pxe_install_config_enabled": True,
+        "dhcp_pxe_install_config_lock_file": str(lock),
+        "dhcp_pxe_install_config_ca_file": lab_env["LAB_CA"],
+        "dhcp_pxe_install_config_registry": {
+            "host": lab_env["REGISTRY_INTERNAL"],
+            "username": lab_env["REGISTRY_INTERNAL_USER"],
+            "password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+        },
+    }
+    converge = SCENARIOS / "dhcp_pxe" / "converge.yml"
+    refused = run_playbook(
+        converge, extra_vars={**extra, "dhcp_pxe_install_config_settings": {"service_networks": ["10.77.0.0/16"]}}
+    )
+    assert refused.rc != 0
+    assert (
+        "install_config networks: service_networks[0] 10.77.0.0/16 overlaps machine network 10.77.0.0/24"
+        in refused.output
+    )
+    assert lab_env["REGISTRY_INTERNAL_PASSWORD"] not in refused.output
+    assert not site_dir.exists() or not any(site_dir.rglob("*.yaml"))
+
+    first = run_playbook(converge, extra_vars=extra)
+    assert first.rc == 0, first.output[-3000:]
+    again = run_playbook(converge, extra_vars=extra)
+    assert again.rc == 0 and again.changed == 0, again.changed_tasks()
+    assert lab_env["REGISTRY_INTERNAL_PASSWORD"] not in first.output + again.output
+
+    port = 18099
+    serve = [str(ROOT / "lab" / "components" / "netlab.py"), "serve-http", "--port", str(port), "--dir"]
+    server = subprocess.Popen(
+        [sys.executable, *serve, str(site_dir / "http")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            base = f"http://127.0.0.1:{port}"
+            body = _wait(lambda: _get(session, f"{base}/install-config.yaml"))
+            sums = _get(session, f"{base}/SHA256SUMS")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert f"{hashlib.sha256(body).hexdigest()}  install-config.yaml" in sums.decode().splitlines()
+    document = yaml.safe_load(body)
+    assert (document["metadata"]["name"], document["baseDomain"]) == ("lab", "airgap.test")
+    assert (document["controlPlane"]["replicas"], document["compute"][0]["replicas"]) == (3, 2)
+    assert document["platform"] == {"none": {}}
+    assert document["additionalTrustBundle"].strip() == Path(lab_env["LAB_CA"]).read_text().strip()
+    auth = json.loads(document["pullSecret"])["auths"][lab_env["REGISTRY_INTERNAL"]]["auth"]
+    user = lab_env["REGISTRY_INTERNAL_USER"]
+    assert base64.b64decode(auth).decode() == f"{user}:{lab_env['REGISTRY_INTERNAL_PASSWORD']}"
+    assert document["imageDigestSources"] == [
+        {
+            "source": "quay.io/openshift-release-dev/ocp-release",
+            "mirrors": [f"{lab_env['REGISTRY_INTERNAL']}/quay.io/openshift-release-dev/ocp-release"],
+        }
+    ]
+
+
+def _get(session: requests.Session, url: str) -> bytes:
+    try:
+        response = session.get(url, timeout=3)
+    except requests.ConnectionError:
+        return b""
+    return response.content if response.status_code == 200 else b""
