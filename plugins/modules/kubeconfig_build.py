@@ -94,7 +94,7 @@ options:
     description:
       - Return the kubeconfig as YAML text in RV(kubeconfig).
       - Ansible masks the value of O(token) wherever it appears in a result, so the token in this text reads
-        C(********); use RV(kubeconfig_base64) (or O(path)) to pass the working kubeconfig on.
+        C(********); use O(path) or O(base64_path) (or RV(kubeconfig_base64)) to pass the working kubeconfig on.
     type: bool
     default: false
   return_base64:

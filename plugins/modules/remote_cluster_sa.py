@@ -112,7 +112,7 @@ options:
   token_path:
     description:
       - Write the token to this file (atomically, mode C(0600)) and mask it in every output of the module;
-        RV(token) then reads C(********). Not written in check mode.
+        RV(token) then reads C(VALUE_SPECIFIED_IN_NO_LOG_PARAMETER). Not written in check mode.
       - Without it the token is returned usable in RV(token); register the result with C(no_log) and never
         loop over it, since a loop shows each item in clear.
     type: path
@@ -193,8 +193,8 @@ service_account:
 token:
   description:
     - Bearer token of the ServiceAccount. Empty in check mode when the objects do not exist yet.
-    - C(********) when O(token_path) is set (the token is in that file); otherwise usable, so run the task
-      with C(no_log) to keep it out of logs.
+    - Masked (C(VALUE_SPECIFIED_IN_NO_LOG_PARAMETER)) when O(token_path) is set, the token being in that file;
+      otherwise usable, so run the task with C(no_log) to keep it out of logs.
   returned: state is present
   type: str
   sample: eyJhbGciOiJSUzI1NiIs...

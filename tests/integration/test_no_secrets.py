@@ -40,6 +40,11 @@ DEMO_SECRETS = [
 # Trees the run could write into besides its own temporary directory and the runner's private data directory.
 SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
 MIN_SECRET_LENGTH = 8  # shorter Secret values (ports, "true", user names) are not credentials
+# Keys of Secrets holding a credential (token Secrets' `token`, `tls.key`, chart passwords, client secrets, cookie
+# keys, connection URIs with a password); other keys hold configuration (host names, image references).
+CREDENTIAL_KEY = re.compile(r"token|password|secret|key$|Key|_KEY|conn_uri|encryption|auth|credential", re.I)
+# Any JWT is a bearer token (service-account tokens, Keycloak access tokens issued during the run).
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 
 pytestmark = pytest.mark.lab
 
@@ -69,18 +74,19 @@ def b64(text: str) -> str:
 
 
 def lab_env_secrets(lab_env: dict[str, str]) -> Iterator[Secret]:
-    """Passwords and tokens of `make -s lab-env`, with the forms an HTTP client or a URL gives them."""
+    """Passwords and tokens of `make -s lab-env` (keys ending in PASSWORD, TOKEN or SECRET), with the forms a URL
+    or an HTTP Basic header gives a password (its user is the key ending in USER instead, or the key's prefix)."""
     for key, value in lab_env.items():
-        if value and re.search(r"PASSWORD|TOKEN|SECRET", key):
-            yield Secret(f"lab env {key}", value)
-    for user_key, password_key in (
-        ("REGISTRY_INTERNAL_USER", "REGISTRY_INTERNAL_PASSWORD"),
-        ("LAB_GIT_USER", "LAB_GIT_PASSWORD"),
-    ):
-        user, password = lab_env.get(user_key, ""), lab_env.get(password_key, "")
-        if user and password:
-            yield Secret(f"basic auth of {user_key}:{password_key}", b64(f"{user}:{password}"))
-            yield Secret(f"lab env {password_key} (URL-quoted)", quote(password, safe=""))
+        if not value or not re.search(r"(PASSWORD|TOKEN|SECRET)$", key):
+            continue
+        yield Secret(f"lab env {key}", value)
+        yield Secret(f"lab env {key} (base64)", b64(value))
+        if key.endswith("_PASSWORD"):
+            yield Secret(f"lab env {key} (URL-quoted)", quote(value, safe=""))
+            prefix = key.removesuffix("_PASSWORD")
+            user = lab_env.get(f"{prefix}_USER") or lab_env.get(prefix, "")
+            if user:
+                yield Secret(f"lab env {key} as HTTP Basic with its user", b64(f"{user}:{value}"))
 
 
 def _decoded(value: str) -> str | None:
@@ -99,23 +105,52 @@ def dockerconfig_secrets(label: str, raw: str) -> Iterator[Secret]:
                 yield Secret(f"{label} auths[{registry}].{key}", entry[key])
 
 
-def is_public(key: str, text: str) -> bool:
-    """CA certificates and the namespace of a token Secret are shown on purpose; short values are no credential."""
-    return key.endswith(".crt") or key == "namespace" or "-----BEGIN CERTIFICATE" in text
+def user_credentials(label: str, users: list) -> Iterator[Secret]:
+    """Tokens (whole and base64) and client keys of a kubeconfig's `users`."""
+    for entry in users or []:
+        user = (entry or {}).get("user") or {}
+        name = f"{label} user {entry.get('name')}"
+        if user.get("token"):
+            yield Secret(f"{name} token", user["token"])
+            yield Secret(f"{name} token (base64)", b64(user["token"]))
+        if user.get("client-key-data"):
+            yield Secret(f"{name} client key", user["client-key-data"])
+
+
+def is_credential(text: str) -> bool:
+    """A private key, or one opaque word; not a name, URL, image reference or list (`NB_..._TLS_SECRET: renku-tls`).
+    A URI with a password inside is left out: the password is a value of its own."""
+    if "PRIVATE KEY-----" in text:
+        return True
+    if len(text) < MIN_SECRET_LENGTH or re.search(r"\s|://|[:@]", text):
+        return False
+    return not re.fullmatch(r"[a-z0-9]+([-.][a-z0-9]+)+", text)
+
+
+def as_kubeconfig(text: str) -> dict | None:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) and data.get("kind") == "Config" else None
 
 
 def secret_object_secrets(cluster: str, secret: client.V1Secret) -> Iterator[Secret]:
-    """Every credential of one Secret: as stored (base64) and decoded."""
+    """Every credential of one Secret, as stored (base64) and decoded: a token Secret's token, a pull Secret's auths,
+    the tokens of a kubeconfig kept in a Secret, and the values of keys named like a credential."""
     label = f"Secret {cluster}:{secret.metadata.namespace}/{secret.metadata.name}"
     for key, raw in (secret.data or {}).items():
         if key == ".dockerconfigjson":
             yield from dockerconfig_secrets(f"{label} .dockerconfigjson", raw)
             continue
         text = _decoded(raw)
-        if text is None or is_public(key, text) or len(text.strip()) < MIN_SECRET_LENGTH:
-            continue
-        yield Secret(f"{label} key {key}", text.strip())
-        yield Secret(f"{label} key {key} (base64)", raw)
+        kubeconfig = as_kubeconfig(text) if text else None
+        if kubeconfig is not None:
+            yield Secret(f"{label} key {key} (a kubeconfig, base64)", raw)
+            yield from user_credentials(f"{label} key {key}", kubeconfig.get("users"))
+        elif text and CREDENTIAL_KEY.search(key) and is_credential(text.strip()):
+            yield Secret(f"{label} key {key}", text.strip())
+            yield Secret(f"{label} key {key} (base64)", raw)
 
 
 def cluster_secrets(cluster: str, kubeconfig: str) -> Iterator[Secret]:
@@ -126,17 +161,11 @@ def cluster_secrets(cluster: str, kubeconfig: str) -> Iterator[Secret]:
 
 def kubeconfig_secrets(path: Path) -> Iterator[Secret]:
     """Tokens and client keys of a kubeconfig file (whole and base64) and the file's base64 one-liner."""
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
+    data = as_kubeconfig(path.read_text())
+    if data is None:
         return
     yield Secret(f"kubeconfig {path.name} as base64", b64(path.read_text()))
-    for entry in data.get("users") or []:
-        user = entry.get("user") or {}
-        if user.get("token"):
-            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} token", user["token"])
-            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} token (base64)", b64(user["token"]))
-        if user.get("client-key-data"):
-            yield Secret(f"kubeconfig {path.name} user {entry.get('name')} client key", user["client-key-data"])
+    yield from user_credentials(f"kubeconfig {path.name}", data.get("users"))
 
 
 def lab_files_secrets(state: Path) -> Iterator[Secret]:
@@ -189,8 +218,9 @@ def files_under(root: Path, since: float) -> Iterator[Path]:
 
 
 def find_secrets(path: Path, secrets: Iterable[Secret]) -> list[Hit]:
+    """Every occurrence of a known secret, and of any JWT, in the file."""
     text = path.read_bytes().decode("utf-8", errors="replace")
-    hits = []
+    hits = [Hit(path, text.count("\n", 0, m.start()) + 1, "a JWT (bearer token)") for m in JWT.finditer(text)]
     for secret in secrets:
         start = text.find(secret.value)
         while start != -1:
@@ -232,7 +262,8 @@ def run_site(private_data_dir: Path) -> tuple[int, str, Path]:
         playbook=str(ROOT / "site.yml"),
         inventory=str(ROOT / "inventories" / "lab"),
         verbosity=3,
-        cmdline="--diff",
+        # with `binary` the runner adds no playbook to the command line, so it is given here
+        cmdline=f"--diff {ROOT / 'site.yml'}",
         binary=str(ROOT / ".venv" / "bin" / "ansible-playbook"),
         envvars={
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
