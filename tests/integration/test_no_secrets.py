@@ -39,6 +39,7 @@ DEMO_SECRETS = [
 ]
 # Trees the run could write into besides its own temporary directory and the runner's private data directory.
 SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
+HOME_TOOL_DIRS = (".ansible", ".kube", ".cache/helm", ".config/helm", ".local/share/helm", ".docker", ".config/git")
 MIN_SECRET_LENGTH = 8  # shorter Secret values (ports, "true", user names) are not credentials
 # Keys of Secrets holding a credential (token Secrets' `token`, `tls.key`, chart passwords, client secrets, cookie
 # keys, connection URIs with a password); other keys hold configuration (host names, image references).
@@ -217,6 +218,18 @@ def files_under(root: Path, since: float) -> Iterator[Path]:
                 continue
 
 
+def home_files(since: float) -> Iterator[Path]:
+    """Files written since `since` in the home directory itself and where Ansible, Helm, kubectl, git and container
+    tools keep state (not the Go and pip caches of the lab build)."""
+    home = Path.home()
+    for path in home.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mtime >= since:
+            yield path
+    for tool_dir in HOME_TOOL_DIRS:
+        if (home / tool_dir).is_dir():
+            yield from files_under(home / tool_dir, since)
+
+
 def find_secrets(path: Path, secrets: Iterable[Secret]) -> list[Hit]:
     """Every occurrence of a known secret, and of any JWT, in the file."""
     text = path.read_bytes().decode("utf-8", errors="replace")
@@ -296,7 +309,7 @@ def test_no_secret_in_any_output_of_site_yml(lab_env, tmp_path):
     )
     written = [
         *files_under(ROOT, started),
-        *files_under(Path.home(), started),
+        *home_files(started),
         *files_under(tmp_path, 0),
     ]
     assert (artifacts / "stdout").exists() and any((artifacts / "job_events").iterdir())
