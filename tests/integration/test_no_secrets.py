@@ -1,6 +1,6 @@
 """No secret in any output: site.yml at -vvv --diff, run the way AWX runs it (ansible-runner), from a fresh lab state.
 
-The demo's credentials are deleted first (service-account token Secrets, the pull Secret, the remote-cluster
+The demo's credentials are deleted first (ServiceAccounts and their token Secrets, the pull Secret, the remote-cluster
 kubeconfig Secret, the deployer kubeconfig and token files), so the run creates every one of them again. Then every
 secret value the lab and the run hold is looked for in the playbook output (the runner's stdout), the runner's job
 events and artifacts, and every file the run wrote outside `.lab/`. A hit names the file, the line and which secret;
@@ -28,22 +28,24 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "all"
-# Objects holding a credential that the demo's stages create (inventories/lab and the roles' defaults):
-# (cluster, namespace, Secret) deleted before the run.
-DEMO_SECRETS = [
-    ("local", "demo-app", "gitlab-deployer-token"),
-    ("remote", "renku-sessions", "renku-data-service-token"),
-    ("local", "renku", "renku-remote-clusters"),
-    ("local", "renku", "internal-registry-pull"),
+# Objects holding a credential that the demo's stages create (inventories/lab and the roles' defaults), deleted
+# before the run as (cluster, kind, namespace, name). A token Secret's token is the same as long as its
+# ServiceAccount lives (the token controller signs the same claims), so the ServiceAccounts go too.
+DEMO_OBJECTS = [
+    ("local", "ServiceAccount", "demo-app", "gitlab-deployer"),
+    ("local", "Secret", "demo-app", "gitlab-deployer-token"),
+    ("remote", "ServiceAccount", "renku-sessions", "renku-data-service"),
+    ("remote", "Secret", "renku-sessions", "renku-data-service-token"),
+    ("local", "Secret", "renku", "renku-remote-clusters"),
+    ("local", "Secret", "renku", "internal-registry-pull"),
 ]
-# Trees the run could write into besides its own temporary directory and the runner's private data directory.
+# Not searched for files the run wrote: the lab's state, version control, the virtualenv, the collection link, caches.
 SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
 HOME_TOOL_DIRS = (".ansible", ".kube", ".cache/helm", ".config/helm", ".local/share/helm", ".docker", ".config/git")
 MIN_SECRET_LENGTH = 8  # shorter Secret values (ports, "true", user names) are not credentials
 # Keys of Secrets holding a credential (token Secrets' `token`, `tls.key`, chart passwords, client secrets, cookie
 # keys, connection URIs with a password); other keys hold configuration (host names, image references).
-CREDENTIAL_KEY = re.compile(r"token|password|secret|key$|Key|_KEY|conn_uri|encryption|auth|credential", re.I)
+CREDENTIAL_KEY = re.compile(r"token|password|secret|key|conn_uri|encryption|auth|credential", re.I)
 # Any JWT is a bearer token (service-account tokens, Keycloak access tokens issued during the run).
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 
@@ -231,8 +233,11 @@ def home_files(since: float) -> Iterator[Path]:
 
 
 def find_secrets(path: Path, secrets: Iterable[Secret]) -> list[Hit]:
-    """Every occurrence of a known secret, and of any JWT, in the file."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    """Every occurrence of a known secret, and of any JWT, in the file (none when it is gone already)."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:  # another process's temporary file
+        return []
     hits = [Hit(path, text.count("\n", 0, m.start()) + 1, "a JWT (bearer token)") for m in JWT.finditer(text)]
     for secret in secrets:
         start = text.find(secret.value)
@@ -251,11 +256,13 @@ def scan(paths: Iterable[Path], secrets: list[Secret]) -> list[Hit]:
 
 
 def delete_demo_credentials(lab_env: dict[str, str]) -> None:
+    """DEMO_OBJECTS and the deployer kubeconfig, one-liner and token files: the run makes new credentials."""
     kubeconfigs = {"local": lab_env["KUBECONFIG_LOCAL"], "remote": lab_env["KUBECONFIG_REMOTE"]}
-    for cluster, namespace, name in DEMO_SECRETS:
+    for cluster, kind, namespace, name in DEMO_OBJECTS:
         api = client.CoreV1Api(config.new_client_from_config(kubeconfigs[cluster]))
+        delete = api.delete_namespaced_service_account if kind == "ServiceAccount" else api.delete_namespaced_secret
         try:
-            api.delete_namespaced_secret(name, namespace)
+            delete(name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
