@@ -292,6 +292,7 @@ def _private_dirs(tmp_path: Path) -> dict:
         "dns_run_dir": str(tmp_path / "bind" / "run"),
         "dns_reload_command": ["true"],
         "dhcp_pxe_dhcpd_config_file": str(tmp_path / "dhcp" / "dhcpd.conf"),
+        "dhcp_pxe_kea_config_file": str(tmp_path / "dhcp" / "kea-dhcp4.conf"),
         "dhcp_pxe_tftp_root": str(tmp_path / "tftp"),
         "dhcp_pxe_http_root": str(tmp_path / "http"),
         "dhcp_pxe_restart_command": ["true"],
