@@ -41,6 +41,8 @@ DEMO_OBJECTS = [
 ]
 # Not searched for files the run wrote: the lab's state, version control, the virtualenv, the collection link, caches.
 SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
+# Other ansible processes' module payloads (their arguments included) while they run; this run's go to its own TMPDIR.
+SHARED_ANSIBLE_TMP = Path.home() / ".ansible" / "tmp"
 HOME_TOOL_DIRS = (".ansible", ".kube", ".cache/helm", ".config/helm", ".local/share/helm", ".docker", ".config/git")
 MIN_SECRET_LENGTH = 8  # shorter Secret values (ports, "true", user names) are not credentials
 # Keys of Secrets holding a credential (token Secrets' `token`, `tls.key`, chart passwords, client secrets, cookie
@@ -210,7 +212,7 @@ def all_secrets(lab_env: dict[str, str]) -> list[Secret]:
 def files_under(root: Path, since: float) -> Iterator[Path]:
     """Regular files below `root` modified at or after `since`, outside SKIPPED_DIRS; symlinks not followed."""
     for directory, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and Path(directory, d) != SHARED_ANSIBLE_TMP]
         for name in files:
             path = Path(directory) / name
             try:
