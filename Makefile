@@ -71,7 +71,7 @@ lint: deps
 
 # test_no_secrets runs site.yml over the lab's shared objects, so it runs alone, after the others.
 integration: lab-up
-	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) -p no:cacheprovider \
+	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) --dist loadscope -p no:cacheprovider \
 		--ignore tests/integration/test_no_secrets.py
 	$(PY) -m pytest -q tests/integration/test_no_secrets.py -p no:cacheprovider
 

@@ -47,9 +47,17 @@ class PlaybookResult:
         names = []
         for play in self.plays:
             for task in play.get("tasks", []):
-                if any(h.get("changed") for h in task["hosts"].values()):
-                    names.append(task["task"]["name"])
+                changed = [h for h in task["hosts"].values() if h.get("changed")]
+                if changed:
+                    names.append(task["task"]["name"] + what_changed(changed))
         return names
+
+
+def what_changed(results: list[dict]) -> str:
+    """The object lists a module reports (created/updated/pruned/...), so a failed idempotence check says which."""
+    keys = ("created", "updated", "pruned", "deleted", "hooks_run", "copied", "written")
+    found = {k: r[k] for r in results for k in keys if isinstance(r.get(k), list) and r[k]}
+    return f" {found}" if found else ""
 
 
 def run_playbook(

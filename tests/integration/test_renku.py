@@ -26,6 +26,9 @@ from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
 
 pytestmark = pytest.mark.lab
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+# One release name for the module: the chart's cluster-scoped objects (a ClusterRoleBinding naming the release's
+# namespace, PriorityClasses) are named after the release, so two deployments of it at once would take each
+# other's objects. `make integration` keeps a module on one worker (--dist loadscope) so it deploys once.
 RELEASE = "rscn"
 CHART = ROOT.parent / "shared" / "reference" / "charts" / "renku-2.19.3.tgz"
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
