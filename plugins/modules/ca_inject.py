@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - airgap.renku.attributes.read_only
   - airgap.renku.requirements.cryptography
   - airgap.renku.requirements.pyyaml
+  - airgap.renku.manifest_dest
 attributes:
   diff_mode:
     support: none
@@ -301,7 +302,7 @@ manifest:
   description:
     - The transformed documents as multi-document YAML text, in input order (bundle objects from an earlier pass
       and comment-only documents left out); the bundle objects are in RV(bundle), not here.
-  returned: when O(output=manifest)
+  returned: when O(output=manifest) and O(dest) is not set
   type: str
   sample: "---\n# Source: renku/templates/ui/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\n..."
 bundle:
@@ -365,6 +366,11 @@ builds:
   type: list
   elements: dict
   sample: [{"image": "k8s-hub:4.0.0", "target": "site/k8s-hub:4.0.0-ca", "dockerfile": "FROM ...", "objects": []}]
+dest:
+  description: The file the transformed documents were written to (O(output=manifest) with O(dest)).
+  returned: when O(dest) is set
+  type: str
+  sample: /run/deploy/injected.yaml
 """
 
 from typing import Any
@@ -372,6 +378,11 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import (
+    MANIFEST_DEST_ARGSPEC,
+    deliver_manifest,
+    mask_input_secrets,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.platform import ca, inject, kaniko, release
 
 RUNTIME_CHOICES = list(inject.ALL_RUNTIMES)
@@ -428,6 +439,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "kaniko_image": {"type": "str"},
     "build_namespace": {"type": "str", "default": "default"},
     "registry_secret": {"type": "str", "default": "registry-push", "no_log": False},
+    **MANIFEST_DEST_ARGSPEC,
 }
 
 
@@ -490,6 +502,20 @@ def _transform(
     return result, inject.manifest_digest(result["bundle"], result.pop("parts"))
 
 
+def _manifest_result(module: AnsibleModule, result: dict[str, Any]) -> dict[str, Any]:
+    """The manifest text, or with `dest` the file it went to (its Secret values masked in all output)."""
+    if "manifest" not in result:
+        return {}
+    dest = module.params["dest"]
+    try:
+        return deliver_manifest(result["manifest"], dest, module.no_log_values)
+    except kube_yaml.KubeYAMLError as exc:
+        module.fail_json(msg=f"cannot read the transformed documents: {exc}")
+    except OSError as exc:
+        module.fail_json(msg=f"dest {dest}: cannot write it: {exc}")
+    return {}
+
+
 def _system_roots(module: AnsibleModule) -> str:
     if not module.params["include_system_roots"]:
         return ""
@@ -523,6 +549,9 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=ca.CRYPTOGRAPHY_IMPORT_ERROR)
     if not kube_yaml.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
+    mask_input_secrets(module.params["manifest"], module.params["dest"], module.no_log_values)
+    if module.params["dest"] and module.params["output"] != "manifest":
+        module.fail_json(msg="dest needs output=manifest (the documents are written as multi-document YAML)")
     if module.params["image_builds"] and not module.params["kaniko_image"]:
         module.fail_json(msg="image_builds needs 'kaniko_image' (the kaniko executor in the internal registry)")
     try:
@@ -547,7 +576,7 @@ def main() -> None:
         )
         for b in module.params["image_builds"]
     ]
-    extra = {"manifest": result["manifest"]} if "manifest" in result else {}
+    extra = _manifest_result(module, result)
     module.exit_json(
         changed=False,
         documents=result["documents"],

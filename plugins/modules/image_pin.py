@@ -25,6 +25,7 @@ author:
 extends_documentation_fragment:
   - airgap.renku.attributes.read_only
   - airgap.renku.requirements.pyyaml
+  - airgap.renku.manifest_dest
 attributes:
   diff_mode:
     support: none
@@ -71,6 +72,12 @@ EXAMPLES = r"""
     lock_file: /srv/airgap/mirror/mirror-lock.yaml
   register: pinned
 
+- name: The same for a chart that generates passwords, into a private file, every Secret value masked
+  airgap.renku.image_pin:
+    src: /run/deploy/rendered.yaml
+    dest: /run/deploy/pinned.yaml
+    lock_file: /srv/airgap/mirror/mirror-lock.yaml
+
 - name: Make every document trust the site CA
   airgap.renku.ca_inject:
     manifest: "{{ pinned.manifest }}"
@@ -81,9 +88,14 @@ EXAMPLES = r"""
 RETURN = r"""
 manifest:
   description: The documents with every image pinned, as multi-document YAML.
-  returned: always
+  returned: when O(dest) is not set
   type: str
   sample: "apiVersion: apps/v1\nkind: Deployment\n..."
+dest:
+  description: The file the documents were written to.
+  returned: when O(dest) is set
+  type: str
+  sample: /run/deploy/pinned.yaml
 pinned:
   description: Each image reference that was rewritten and the internal reference it became.
   returned: always
@@ -99,6 +111,11 @@ documents:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import (
+    MANIFEST_DEST_ARGSPEC,
+    deliver_manifest,
+    mask_input_secrets,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import LockError, pin_manifest
 
 
@@ -119,6 +136,7 @@ def main() -> None:
             "lock_file": {"type": "path", "required": True},
             "pod_spec_paths": {"type": "list", "elements": "str", "default": []},
             "strict": {"type": "bool", "default": True},
+            **MANIFEST_DEST_ARGSPEC,
         },
         mutually_exclusive=[("manifest", "src")],
         required_one_of=[("manifest", "src")],
@@ -127,6 +145,7 @@ def main() -> None:
     if not kube_yaml.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     params = module.params
+    mask_input_secrets(params["manifest"], params["dest"], module.no_log_values)
     text = params["manifest"] if params["manifest"] is not None else _read(module, params["src"], "src")
     lock_text = _read(module, params["lock_file"], "lock_file")
     try:
@@ -135,6 +154,12 @@ def main() -> None:
         module.fail_json(msg=f"cannot read the documents or the lock file: {exc}")
     except (LockError, ValueError) as exc:
         module.fail_json(msg=f"lock_file {params['lock_file']}: {exc}")
+    try:
+        result.update(deliver_manifest(result.pop("manifest"), params["dest"], module.no_log_values))
+    except kube_yaml.KubeYAMLError as exc:
+        module.fail_json(msg=f"cannot read the pinned documents: {exc}")
+    except OSError as exc:
+        module.fail_json(msg=f"dest {params['dest']}: cannot write it: {exc}")
     module.exit_json(changed=False, **result)
 
 

@@ -52,16 +52,18 @@ options:
     required: true
   documents:
     description:
-      - The documents to apply. At least one of O(documents), O(src) and O(manifest) is required; O(src) goes
-        alone, O(documents) and O(manifest) go together (the documents first, for example the bundle objects of
-        M(airgap.renku.ca_inject), then those of the manifest).
+      - The documents to apply. At least one of O(documents), O(src) and O(manifest) is required; O(src) and
+        O(manifest) exclude each other, and either goes with O(documents) (the documents first, for example the
+        bundle objects of M(airgap.renku.ca_inject), then those of the text).
       - A null value in labels, annotations, Secret C(data)/C(stringData) or ConfigMap C(data)/C(binaryData) is
         applied as an empty string, which is how Kubernetes reads it.
     type: list
     elements: dict
   src:
     description:
-      - Path to a multi-document YAML file on the target host holding the documents.
+      - Path to a multi-document YAML file on the target host holding the documents, for example the
+        O(airgap.renku.ca_inject#module:dest) of M(airgap.renku.ca_inject), which keeps a chart's generated
+        passwords out of every output.
       - Read as Kubernetes reads YAML, so an unquoted C(=) or timestamp stays a string.
     type: path
   manifest:
@@ -186,7 +188,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.airgap.renku.plugins.module_utils.common import kube, kube_yaml
+from ansible_collections.airgap.renku.plugins.module_utils.common import kube, kube_yaml, secrets
 from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -205,17 +207,17 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def documents_to_apply(documents: list[dict] | None, manifest: str | None) -> list[dict]:
+def documents_to_apply(documents: list[dict] | None, manifest: str | None, name: str = "manifest") -> list[dict]:
     """`documents`, then the documents of the `manifest` text (read as Kubernetes reads YAML, empty ones dropped).
 
-    Raises kube_yaml.KubeYAMLError, also for a manifest document that is not a mapping.
+    Raises kube_yaml.KubeYAMLError, naming `name`, also for a manifest document that is not a mapping.
     """
     out = list(documents or [])
     if manifest is not None:
-        for index, document in enumerate(kube_yaml.load_documents(manifest, "manifest")):
+        for index, document in enumerate(kube_yaml.load_documents(manifest, name)):
             if not isinstance(document, dict):
                 raise kube_yaml.KubeYAMLError(
-                    f"manifest: document {index + 1} is a {type(document).__name__}, not a Kubernetes object"
+                    f"{name}: document {index + 1} is a {type(document).__name__}, not a Kubernetes object"
                 )
             out.append(document)
     return out
@@ -224,23 +226,25 @@ def documents_to_apply(documents: list[dict] | None, manifest: str | None) -> li
 def _documents(module: AnsibleModule) -> list[dict]:
     """The documents to apply, read as Kubernetes reads them; empty documents dropped."""
     params = module.params
-    if params["src"] is None:
+    text, name = params["manifest"], "manifest"
+    if params["src"] is not None:
+        name = f"src {params['src']}"
         try:
-            return documents_to_apply(params["documents"], params["manifest"])
-        except kube_yaml.KubeYAMLError as exc:
-            module.fail_json(msg=f"cannot read the documents: {exc}")
+            with open(params["src"], encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            module.fail_json(msg=f"{name}: cannot read it: {exc}")
     try:
-        with open(params["src"], encoding="utf-8") as handle:
-            return kube_yaml.load_documents(handle, params["src"])
-    except (OSError, kube_yaml.KubeYAMLError) as exc:
-        module.fail_json(msg=f"src {params['src']}: cannot read the documents: {exc}")
+        return documents_to_apply(params["documents"], text, name)
+    except kube_yaml.KubeYAMLError as exc:
+        module.fail_json(msg=f"cannot read the documents: {exc}")
     return []
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("documents", "src"), ("manifest", "src")],
+        mutually_exclusive=[("manifest", "src")],
         required_one_of=[("documents", "src", "manifest")],
         supports_check_mode=True,
     )
@@ -250,7 +254,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=kube_yaml.YAML_IMPORT_ERROR)
     documents = _documents(module)
     # the Secrets' values are masked in every output: the invocation (at -vvv), the result, errors
-    module.no_log_values.update(release.secret_values(documents))
+    module.no_log_values.update(secrets.secret_values(documents))
     from kubernetes.dynamic import DynamicClient
 
     try:

@@ -6,9 +6,9 @@ import base64
 import os
 from pathlib import Path
 
+from ansible_collections.airgap.renku.plugins.module_utils.common import secrets
 from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc
 from ansible_collections.airgap.renku.plugins.module_utils.mirror import outputs
-from ansible_collections.airgap.renku.plugins.module_utils.platform import release
 from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
@@ -77,7 +77,7 @@ def test_release_secret_values_as_written_and_decoded():
         },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"DB_USER": "renku-db"}},
     ]
-    values = release.secret_values(documents)
+    values = secrets.secret_values(documents)
     assert {"s3cr3t-passw0rd", b64("s3cr3t-passw0rd"), "0123456789abcdef"} <= values
     assert "renku-db" not in values, "a value the release writes in the open is not a secret"
     assert "true" not in values, "a short value would garble every word it occurs in"
@@ -86,7 +86,7 @@ def test_release_secret_values_as_written_and_decoded():
 
 def test_release_secret_values_ignore_other_kinds():
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "long-enough-value"}}
-    assert release.secret_values([cm]) == set()
+    assert secrets.secret_values([cm]) == set()
 
 
 def test_credential_forms_of_nested_parameters():

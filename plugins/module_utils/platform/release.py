@@ -25,14 +25,14 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     annotations_of,
-    config_values,
     map_field,
     metadata_of,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import public_strings, secret_values
 from ansible_collections.airgap.renku.plugins.module_utils.platform.generated import stabilise
 
 RELEASE_LABEL = "airgap.renku/release"
@@ -260,42 +260,6 @@ def masked(obj: dict | None) -> dict | None:
         else:
             shown[key] = {k: _shorten("" if v is None else str(v)) for k, v in values.items()}
     return shown
-
-
-# Shorter Secret values are left readable: masking them would garble every word they occur in ("true", "80").
-MIN_MASKED_LENGTH = 6
-
-
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
-def public_strings(documents: list[dict]) -> set[str]:
-    """Every string the documents that are not Secrets hold: values a release writes in the open."""
-    return {text for d in documents if isinstance(d, dict) and d.get("kind") != "Secret" for text in _strings(d)}
-
-
-def secret_values(documents: list[dict], public: set[str] | None = None) -> set[str]:
-    """The values of the Secrets among `documents`, as written and decoded, for masking in every output.
-
-    A value the release also writes into an object that is not a Secret (a host or user name; `public`, by default
-    the public strings of `documents`) stays readable, and so does a value shorter than MIN_MASKED_LENGTH.
-    """
-    if public is None:
-        public = public_strings(documents)
-    secrets = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Secret"]
-    values: set[str] = set()
-    for secret in secrets:
-        values.update(v for v in (secret.get("data") or {}).values() if isinstance(v, str))
-        values.update(value.text for value in config_values(secret))
-    return {v for v in values if len(v.strip()) >= MIN_MASKED_LENGTH and v not in public}
 
 
 def _shorten(value: str) -> str:
