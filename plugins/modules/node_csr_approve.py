@@ -22,11 +22,9 @@ description:
     or the time is up, approving the serving requests of nodes as they join.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - kubernetes >= 24.2.0
-  - cryptography >= 3.3
 extends_documentation_fragment:
   - airgap.renku.kube_auth
+  - airgap.renku.requirements.cryptography
 attributes:
   check_mode:
     support: full
@@ -141,6 +139,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBE_AUTH_ARGSPEC,
     KUBERNETES_IMPORT_ERROR,
+    KubeAuth,
     KubeAuthError,
     api_error_message,
     build_api_client,
@@ -182,7 +181,7 @@ def main() -> None:
         module.fail_json(msg="wait_timeout must be 0 or more seconds and wait_sleep at least 1 second")
     try:
         nodes = csr.inventory_nodes(module.params["nodes"])
-        api = csr.CsrApi(build_api_client(module.params))
+        api = csr.CsrApi(build_api_client(KubeAuth.from_params(module.params)))
     except (csr.CsrError, KubeAuthError) as exc:
         module.fail_json(msg=str(exc))
     try:

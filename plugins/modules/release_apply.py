@@ -27,11 +27,9 @@ description:
     is not a Secret (a host or user name), stay readable.
 author:
   - airgap.renku maintainers (@airgap-renku)
-requirements:
-  - kubernetes >= 24.2.0
-  - PyYAML
 extends_documentation_fragment:
   - airgap.renku.kube_auth
+  - airgap.renku.requirements.pyyaml
 attributes:
   check_mode:
     support: full
@@ -258,7 +256,7 @@ def main() -> None:
     from kubernetes.dynamic import DynamicClient
 
     try:
-        dynamic = DynamicClient(kube.build_api_client(module.params))
+        dynamic = DynamicClient(kube.build_api_client(kube.KubeAuth.from_params(module.params)))
     except kube.KubeAuthError as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # discovery failures surface as several urllib3/ApiException types

@@ -225,6 +225,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.kube import (
     HAS_KUBERNETES,
     KUBE_AUTH_ARGSPEC,
     KUBERNETES_IMPORT_ERROR,
+    KubeAuth,
     KubeAuthError,
     api_error_message,
     build_api_client,
@@ -314,7 +315,7 @@ def main() -> None:
     spec = _spec(module.params)
     try:
         sa.validate_spec(spec)
-        api_client = build_api_client(module.params)
+        api_client = build_api_client(KubeAuth.from_params(module.params))
     except (sa.ServiceAccountError, KubeAuthError) as exc:
         module.fail_json(msg=str(exc))
     rest = sa.KubeRest(api_client, dry_run=module.check_mode)

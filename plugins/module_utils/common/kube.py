@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass, field
 from typing import Any
 
 try:
@@ -34,33 +35,50 @@ class KubeAuthError(Exception):
     """The connection options do not describe a usable API server."""
 
 
-def build_api_client(params: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class KubeAuth:
+    """The `kube_auth` options, typed once at the module boundary (`KubeAuth.from_params(module.params)`)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    host: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> KubeAuth:
+        return cls(**{name: params.get(name) for name in KUBE_AUTH_ARGSPEC})
+
+
+def build_api_client(auth: KubeAuth) -> Any:
     """An ApiClient from explicit host/token/certificates, or from a kubeconfig file and context.
 
     TLS is always verified: against `ca_cert` when given, else the kubeconfig's CA.
     """
-    if params.get("host"):
+    if auth.host:
         configuration = k8s_client.Configuration()
-        configuration.host = params["host"]
-        if params.get("api_key"):
-            configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
-        if params.get("ca_cert"):
-            configuration.ssl_ca_cert = params["ca_cert"]
-        if params.get("client_cert"):
-            configuration.cert_file = params["client_cert"]
-            configuration.key_file = params.get("client_key")
+        configuration.host = auth.host
+        if auth.api_key:
+            configuration.api_key = {"authorization": "Bearer " + auth.api_key}
+        if auth.ca_cert:
+            configuration.ssl_ca_cert = auth.ca_cert
+        if auth.client_cert:
+            configuration.cert_file = auth.client_cert
+            configuration.key_file = auth.client_key
         return k8s_client.ApiClient(configuration)
-    if not params.get("kubeconfig"):
+    if not auth.kubeconfig:
         raise KubeAuthError("set either 'kubeconfig' (with optional 'context') or 'host' with 'api_key' and 'ca_cert'")
     configuration = k8s_client.Configuration()
     try:
         k8s_config.load_kube_config(
-            config_file=params["kubeconfig"], context=params.get("context"), client_configuration=configuration
+            config_file=auth.kubeconfig, context=auth.context, client_configuration=configuration
         )
     except Exception as exc:  # the loader raises several unrelated types for a bad file or context
-        raise KubeAuthError(f"cannot load kubeconfig {params['kubeconfig']!r}: {exc}") from exc
-    if params.get("ca_cert"):
-        configuration.ssl_ca_cert = params["ca_cert"]
+        raise KubeAuthError(f"cannot load kubeconfig {auth.kubeconfig!r}: {exc}") from exc
+    if auth.ca_cert:
+        configuration.ssl_ca_cert = auth.ca_cert
     return k8s_client.ApiClient(configuration)
 
 
