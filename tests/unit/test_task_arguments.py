@@ -131,7 +131,7 @@ def documentation_in_fresh_interpreter(modules: list[str]) -> dict[str, tuple[st
 DOCUMENTED = (
     {}
     if __name__ == "__main__"
-    else documentation_in_fresh_interpreter(sorted({m for _, m, _ in CALLS} | set(CHECKED_MODULES)))
+    else documentation_in_fresh_interpreter(sorted({call[1] for call in CALLS} | set(CHECKED_MODULES)))
 )
 
 
@@ -141,7 +141,7 @@ def test_every_task_names_exactly_one_module():
 
 
 def test_the_check_sees_the_awx_playbook_and_every_role():
-    files = {label.split(":", 1)[0] for label, _, _ in CALLS}
+    files = {call[0].split(":", 1)[0] for call in CALLS}
     assert "playbooks/awx_configure.yml" in files
     assert {Path(f).parts[1] for f in files if f.startswith("roles/")} == {p.name for p in (ROOT / "roles").iterdir()}
 
