@@ -170,10 +170,18 @@ options:
     type: bool
     default: false
   bundle:
-    description: Bundle directory (export) or directory or V(.tar) archive (import, verify_bundle).
+    description:
+      - Bundle directory (export) or directory or V(.tar) archive (import, verify_bundle).
+      - V(export) first compares the bytes the plan writes (blobs the directory lacks, and the archive) with the
+        free space of each target directory's file system, and fails naming the directory and both numbers,
+        before anything is written; check mode makes the same comparison.
     type: path
   bundle_archive:
-    description: With V(export), also pack the bundle directory into this uncompressed tar file.
+    description:
+      - With V(export), also pack the bundle directory into this uncompressed tar file.
+      - With V(import), unpack this archive into the O(bundle) directory first (files already there with
+        their size are kept), after the same free space check, then import from the directory; check mode
+        checks the space and plans from the archive.
     type: path
   verify:
     description:
@@ -242,7 +250,18 @@ EXAMPLES = r"""
     bundle_archive: /srv/carry/bundle.tar
     ca_file: /etc/pki/site-ca.crt
 
-- name: Offline side - import it
+- name: Offline side - unpack the archive (after a free space check) and import it
+  airgap.renku.image_mirror:
+    mode: import
+    bundle: /srv/site/bundle
+    bundle_archive: /media/usb/bundle.tar
+    destination: registry.site.example:5000
+    destination_username: mirror
+    destination_password: "{{ vault_registry_password }}"
+    ca_file: /etc/pki/site-ca.crt
+    lock_file: /srv/site/mirror-lock.yaml
+
+- name: Offline side - import straight from the archive (nothing unpacked)
   airgap.renku.image_mirror:
     mode: import
     bundle: /media/usb/bundle.tar

@@ -24,7 +24,10 @@ import yaml
 
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import (
     export_bundle,
+    export_space_needs,
     import_bundle,
+    unpack_bundle,
+    unpack_space_needs,
     verify_bundle,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import ChartMirrorError
@@ -40,9 +43,13 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover impor
     confirm_candidates,
     discover,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.disk import DiskSpaceError, free_bytes
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run_charts
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import ChartMirrorSettings
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run, run_charts
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
+    ChartMirrorSettings,
+    ImageMirrorSettings,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
@@ -74,6 +81,7 @@ KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT
     5076,
 )
 TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT, REDIRECT_REGISTRY_PORT, STORAGE_PORT = 5077, 5078, 5079, 5080
+DISK_PORT = 5081
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -536,6 +544,84 @@ def test_bundle_export_import_into_fresh_registry(lab_env, private_registry, tmp
     tags = import_bundle(str(archive), import_conf, verify="tags")
     assert tags.stats.images_copied == 0 and tags.stats.images_present == len(LAB_IMAGES)
     assert tags.stats.receipt == "present"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A tmpfs of a given size (pages) mounted in tmp_path: a real file system that fills up."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: int) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {proc.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def _pages(size: int) -> int:
+    return -(-size // 4096) * 4096
+
+
+def test_disk_check_stops_export_and_unpack_before_writing(lab_env, private_registry, tmp_path, small_filesystem):
+    conf = settings(lab_env, "", "")
+    pool = RegistryPool(conf)
+    try:
+        plans = plan_images(LAB_IMAGES, conf, pool)
+    finally:
+        pool.close()
+    needed = export_space_needs(plans, str(tmp_path / "probe" / "bundle"))[str(tmp_path / "probe" / "bundle")]
+    assert needed > sum(p.size for p in plans) > 0
+
+    # too small for the bundle directory: stops with both numbers and the directory, writes nothing
+    small = small_filesystem("small", _pages(needed // 2))
+    free = free_bytes(str(small))
+    with pytest.raises(DiskSpaceError) as stopped:
+        export_bundle(LAB_IMAGES, conf, str(small / "bundle"))
+    message = str(stopped.value)
+    assert f"{small / 'bundle'} needs {needed} bytes" in message and f"has {free} bytes" in message
+    assert os.listdir(small) == [] and free_bytes(str(small)) == free
+    # the module in check mode makes the same comparison
+    params = {"mode": "export", "images": LAB_IMAGES, "bundle": str(small / "bundle"), "confirm_candidates": False,
+              "source_rewrites": rewrites(lab_env["REGISTRY_UPSTREAM"]), "ca_file": lab_env["LAB_CA"]}  # fmt: skip
+    with pytest.raises(DiskSpaceError, match=f"needs {needed} bytes"):
+        run(ImageMirrorSettings.from_params(params), check_mode=True)
+    assert os.listdir(small) == []
+
+    # the directory fits, the archive on its own file system does not: that one is named
+    roomy = small_filesystem("roomy", _pages(needed + (1 << 20)))
+    carry = small_filesystem("carry", _pages(needed // 2))
+    with pytest.raises(DiskSpaceError, match=f"{carry} needs"):
+        export_bundle(LAB_IMAGES, conf, str(roomy / "bundle"), str(carry / "bundle.tar"))
+    assert os.listdir(roomy) == [] and os.listdir(carry) == []
+
+    # enough room: the export fits in what the check asked for
+    exported = export_bundle(LAB_IMAGES, conf, str(roomy / "bundle"))
+    assert exported.errors == [] and verify_bundle(str(roomy / "bundle")) == []
+    used = shutil.disk_usage(roomy).used
+    assert 0 < used <= needed, (used, needed)
+
+    # import: unpacking an archive into a too small directory stops before the first file
+    archive = tmp_path / "bundle.tar"
+    assert export_bundle(LAB_IMAGES, conf, str(tmp_path / "bundle"), str(archive)).errors == []
+    unpack_needed = unpack_space_needs(str(archive), str(small / "bundle"))[str(small / "bundle")]
+    with pytest.raises(DiskSpaceError, match=f"{small / 'bundle'} needs {unpack_needed} bytes"):
+        unpack_bundle(str(archive), str(small / "bundle"))
+    assert os.listdir(small) == []
+    target = small_filesystem("target", _pages(unpack_needed))
+    assert unpack_bundle(str(archive), str(target / "bundle")) > 0
+    assert verify_bundle(str(target / "bundle")) == []
+    assert unpack_bundle(str(archive), str(target / "bundle")) == 0  # a second unpack keeps what is there
+    fresh = private_registry("mirror-disk-dst", DISK_PORT)
+    imported = import_bundle(str(target / "bundle"), settings(lab_env, fresh.host, "site"), verify="full")
+    assert imported.errors == [] and imported.stats.images_copied == len(LAB_IMAGES)
 
 
 def internal_chart_params(lab_env: dict, charts: list[dict], prefix: str) -> dict:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import tarfile
 import threading
 import time
@@ -35,6 +37,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     verify_images,
     write_receipt,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.disk import allocated, check_free_space
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import build_lock
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
@@ -54,6 +57,11 @@ except ImportError:  # pragma: no cover
 LOCK_NAME = "mirror-lock.yaml"
 SUMS_NAME = "SHA256SUMS"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
+TAR_BLOCK = 512
+# oci-layout, index.json, the lock file and SHA256SUMS (each briefly twice while it is replaced): a few
+# hundred bytes per image and per blob, whole blocks each
+METADATA_BASE, METADATA_PER_IMAGE = 64 * 1024, 2 * 1024
+MEMBER_NAME = re.compile(r"^(?:blobs/sha256/[0-9a-f]{64}|(?:charts|git)/[A-Za-z0-9][A-Za-z0-9._+-]*)$")
 
 
 class BundleError(Exception):
@@ -99,12 +107,13 @@ def export_bundle(
     """Pull every image into `directory` (resumable: blobs already there are kept); optionally tar it."""
     started = time.monotonic()
     stats = CopyStats()
-    os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
     pool = RegistryPool(settings)
     try:
         plans = plan_images(refs, settings, pool, progress)
         good = [p for p in plans if not p.error]
         stats.images_total = len(plans)
+        check_free_space(export_space_needs(good, directory, archive), "export")
+        os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
         _export_blobs(good, pool, directory, stats, settings.parallel, progress)
         for plan in good:
             for manifest in [*plan.children, plan.top]:
@@ -122,6 +131,38 @@ def export_bundle(
     stats.seconds = time.monotonic() - started
     progress(f"exported {len(good)} images, {stats.bytes_copied} bytes downloaded")
     return MirrorResult(plans, stats, [])
+
+
+def _export_files(plans: List[ImagePlan]) -> Dict[str, int]:
+    """Digest -> size of every blob and manifest the bundle holds for `plans`."""
+    files: Dict[str, int] = {}
+    for plan in plans:
+        for desc in plan.blobs():
+            files[desc["digest"]] = int(desc.get("size", 0))
+        for manifest in [*plan.children, plan.top]:
+            if manifest is not None:
+                files[manifest.digest] = len(manifest.body)
+    return files
+
+
+def _tar_size(size: int) -> int:
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def export_space_needs(plans: List[ImagePlan], directory: str, archive: Optional[str] = None) -> Dict[str, int]:
+    """Bytes an export of `plans` writes, by target directory: the blobs and manifests the bundle directory
+    lacks, and with `archive` the whole bundle once more as a tar (directories on one file system add up)."""
+    files = _export_files(plans)
+    missing = [size for digest, size in files.items() if not _have_file(directory, digest, size)]
+    metadata = METADATA_BASE + METADATA_PER_IMAGE * len(plans)
+    needs = {directory: allocated(missing, directory) + metadata}
+    if archive:
+        extra = [os.path.getsize(os.path.join(directory, n)) for n in _extra_files(directory)]
+        sizes = [*files.values(), *extra]
+        total = sum(_tar_size(size) for size in sizes) + metadata
+        target = os.path.dirname(os.path.abspath(archive))
+        needs[target] = needs.get(target, 0) + total
+    return needs
 
 
 def _export_blobs(
@@ -335,6 +376,47 @@ def verify_bundle(path: str) -> List[str]:
 
 # --------------------------------------------------------------------------------------------------
 # import
+
+
+def _unpack_todo(tar: tarfile.TarFile, directory: str) -> List[tarfile.TarInfo]:
+    """The archive's files `directory` lacks (a file there with the member's size counts as present)."""
+    todo = []
+    for member in tar.getmembers():
+        if member.isdir():
+            continue
+        known = member.name in (SUMS_NAME, LOCK_NAME, "oci-layout", "index.json") or MEMBER_NAME.match(member.name)
+        if not member.isfile() or not known:
+            raise BundleError(f"{tar.name}: {member.name!r} is not part of a bundle")
+        path = os.path.join(directory, member.name)
+        if not (os.path.isfile(path) and os.path.getsize(path) == member.size):
+            todo.append(member)
+    return todo
+
+
+def unpack_space_needs(archive: str, directory: str) -> Dict[str, int]:
+    """Bytes unpacking `archive` into `directory` writes."""
+    with tarfile.open(archive, "r:") as tar:
+        return {directory: allocated([m.size for m in _unpack_todo(tar, directory)], directory)}
+
+
+def unpack_bundle(archive: str, directory: str, progress: Progress = no_progress) -> int:
+    """Unpack a bundle archive into `directory` after checking its free space; resumable (files already
+    there are kept), each file written whole or not at all. Returns the bytes written."""
+    with tarfile.open(archive, "r:") as tar:
+        todo = _unpack_todo(tar, directory)
+        check_free_space({directory: allocated([m.size for m in todo], directory)}, "import (unpacking the archive)")
+        written = 0
+        for member in todo:
+            path = os.path.join(directory, member.name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                raise BundleError(f"{archive}: cannot read {member.name}")
+            with source, atomic_write(path, binary=True) as out:
+                shutil.copyfileobj(source, out, CHUNK)
+            written += member.size
+    progress(f"unpacked {len(todo)} files ({written} bytes) from {archive} into {directory}")
+    return written
 
 
 def import_bundle(

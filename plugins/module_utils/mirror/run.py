@@ -18,7 +18,10 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.files import w
 from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, dump_one, load_one
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import (
     export_bundle,
+    export_space_needs,
     import_bundle,
+    unpack_bundle,
+    unpack_space_needs,
     verify_bundle,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
@@ -35,6 +38,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover impor
     confirm_candidates,
     discover,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.disk import check_free_space
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import (
     LOCK_API_VERSION,
     LOCK_KIND,
@@ -118,19 +122,35 @@ def run(settings: ImageMirrorSettings, check_mode: bool) -> Dict[str, Any]:
         problems = verify_bundle(settings.bundle)
         return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
     if settings.mode == "import":
-        result = import_bundle(settings.bundle, engine, check_mode, settings.verify, progress)
+        source = import_source(settings, check_mode, progress)
+        result = import_bundle(source, engine, check_mode, settings.verify, progress)
         return report_run(result, None, settings, check_mode)
     found = discover_images(settings)
     refs = sorted(found.images)
     if settings.mode == "export":
         if check_mode:
             result = mirror_images(refs, engine, check_mode=True, progress=progress)
+            good = [p for p in result.plans if not p.error]
+            check_free_space(export_space_needs(good, settings.bundle or "", settings.bundle_archive), "export")
         else:
             result = export_bundle(refs, engine, settings.bundle, settings.bundle_archive, progress)
         return report_run(result, found, settings, check_mode)
     previous = read_lock_param(settings.lock_file)
     result = mirror_images(refs, engine, check_mode, False, progress, previous, settings.verify)
     return report_run(result, found, settings, check_mode)
+
+
+def import_source(settings: ImageMirrorSettings, check_mode: bool, progress: Callable[[str], None]) -> str:
+    """The bundle an import reads: with `bundle_archive`, the archive unpacked into `bundle` first (after the
+    disk check); check mode checks the space and plans from the archive itself."""
+    bundle, archive = settings.bundle or "", settings.bundle_archive
+    if not archive:
+        return bundle
+    if check_mode:
+        check_free_space(unpack_space_needs(archive, bundle), "import (unpacking the archive)")
+        return archive
+    unpack_bundle(archive, bundle, progress)
+    return bundle
 
 
 def run_stats(result: MirrorResult, settings: ImageMirrorSettings, check_mode: bool) -> Dict[str, Any]:
