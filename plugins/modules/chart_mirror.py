@@ -15,7 +15,12 @@ description:
   - Versions are made OCI-safe; a leading V(v) is removed (the chart is repackaged with the new
     version), and C(+) build metadata stays in C(Chart.yaml) while the OCI tag carries C(_), as Helm
     does on push and reverses on pull.
-  - A chart whose OCI tag already exists at the destination is not pushed again.
+  - Only a chart whose version must change is rebuilt. Any other keeps its digests; a chart from an OCI
+    registry is copied blob for blob, with the source's manifest digest; a package from a classic repository
+    (or a file) is pushed as it is, so the layer digest at the destination is the package's sha256, checked
+    against the checksum in the repository's C(index.yaml).
+  - A chart the destination already holds as it should be (the source's manifest digest, the published
+    package as its layer, or any push of a rebuilt chart) is not pushed again.
   - Records the mapping in the C(charts) section of O(lock_file), keeping the other sections.
 author:
   - airgap.renku maintainers (@airgap-renku)
@@ -110,7 +115,12 @@ EXAMPLES = r"""
 RETURN = r"""
 charts:
   description:
-    - The mapping, one item per chart; C(action) is V(push), V(download), V(index) or V(present).
+    - The mapping, one item per chart; C(action) is V(copy) (blob for blob from an OCI registry), V(push),
+      V(download), V(index) or V(present).
+    - C(digest) is the manifest digest at the destination; C(source_digest) the manifest digest at an OCI
+      source (equal to C(digest) unless the chart was rebuilt); C(package_digest) the sha256 of the package as
+      published (a classic repository or a file) and C(layer_digest) the chart layer at the destination
+      (equal to C(package_digest) unless the chart was rebuilt); C(repackaged) says why a chart was rebuilt.
     - With O(download_dir), C(file) replaces C(destination) and C(digest).
   returned: always
   type: list
@@ -123,6 +133,9 @@ charts:
       oci_tag: 1.2.3
       destination: oci://registry.site.example:5000/charts/tool
       digest: sha256:0b5e1c5f8e2b9d3b6a4c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2
+      source_digest: sha256:5d1c0e9b7a3f2e8d6c4b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d
+      layer_digest: sha256:9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e
+      repackaged: "version v1.2.3 is published as 1.2.3 (leading v removed): Chart.yaml rewritten, package rebuilt"
       action: push
       file: tool-1.2.3.tgz
 lock_file:

@@ -687,6 +687,12 @@ def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registr
     (entry,) = pushed["charts"]
     assert (entry["oci_version"], entry["oci_tag"], entry["version"]) == ("1.2.3", "1.2.3", "v1.2.3")
     assert entry["digest"].startswith("sha256:")
+    # the one case that is rebuilt: the lock says why, and keeps the source's digest beside the new one
+    assert "leading v removed" in entry["repackaged"]
+    assert entry["source_digest"] == Registry(source.host, lab_env["LAB_CA"]).manifest_digest(
+        f"charts/{name}", "v1.2.3"
+    )
+    assert entry["source_digest"] != entry["digest"]
     assert run_charts(ChartMirrorSettings.from_params(params), check_mode=False)["changed"] is False
     recorded = yaml.safe_load((tmp_path / "lock.yaml").read_text())["charts"]
     assert recorded[0]["destination"] == f"oci://{lab_env['REGISTRY_INTERNAL']}/{prefix}/{name}"
@@ -978,3 +984,68 @@ def test_classic_repo_chart_discovered_and_pushed_oci_safe(lab_env, classic_char
     )
     internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
     assert internal.manifest_digest(f"{prefix}/classic", "0.3.0") == entry["digest"]
+
+
+def _chart_layer(reg: Registry, repo: str, tag: str) -> str:
+    manifest = reg.get_manifest(repo, tag)
+    assert manifest is not None, f"{reg.host}/{repo}:{tag} missing"
+    (layer,) = [item for item in manifest.json()["layers"] if item["mediaType"].endswith("chart.content.v1.tar+gzip")]
+    return layer["digest"]
+
+
+def test_charts_keep_their_digests_unless_the_version_must_change(lab_env, tmp_path):
+    upstream, internal = lab_env["REGISTRY_UPSTREAM"], lab_env["REGISTRY_INTERNAL"]
+    classic = f"{lab_env['LAB_CHART_REPO_URL']}/swissdatasciencecenter"
+    charts = [
+        {"chart": f"oci://{upstream}/docker.io/bitnamicharts/common", "version": "2.31.10"},
+        {"chart": "csi-rclone", "repo": classic, "version": "0.6.0"},
+        {"chart": "amalthea-sessions", "repo": classic, "version": "0.30.2"},
+    ]
+    prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
+    params = {**internal_chart_params(lab_env, charts, prefix), "lock_file": str(tmp_path / "lock.yaml")}
+    planned = run_charts(ChartMirrorSettings.from_params(params), check_mode=True)
+    assert [e["action"] for e in planned["charts"]] == ["copy", "push", "push"]
+    result = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
+    common, rclone, amalthea = result["charts"]
+    source = Registry(upstream, lab_env["LAB_CA"])
+    dest = pusher(internal, lab_env)
+
+    # OCI source: the same manifest, blob for blob
+    source_digest = source.manifest_digest("docker.io/bitnamicharts/common", "2.31.10")
+    assert common["action"] == "copy" and common["digest"] == common["source_digest"] == source_digest
+    assert dest.manifest_digest(f"{prefix}/common", "2.31.10") == source_digest
+    assert (
+        dest.get_manifest(f"{prefix}/common", "2.31.10").body
+        == source.get_manifest("docker.io/bitnamicharts/common", "2.31.10").body
+    )
+
+    # classic repository: the package as published is the layer, with index.yaml's checksum
+    index = yaml.safe_load((Path(lab_env["LAB_CHART_REPO_ROOT"]) / "swissdatasciencecenter" / "index.yaml").read_text())
+    for entry, package in ((rclone, "csi-rclone-0.6.0.tgz"), (amalthea, "amalthea-sessions-0.30.2.tgz")):
+        published = (
+            "sha256:" + hashlib.sha256((Path(lab_env["LAB_REFERENCE_CHARTS"]) / package).read_bytes()).hexdigest()
+        )
+        (indexed,) = [i["digest"] for i in index["entries"][entry["name"]] if i["version"] == entry["version"]]
+        assert published == f"sha256:{indexed}".replace("sha256:sha256:", "sha256:")
+        assert entry["action"] == "push" and "repackaged" not in entry
+        assert entry["package_digest"] == entry["layer_digest"] == published
+        assert _chart_layer(dest, f"{prefix}/{entry['name']}", entry["oci_tag"]) == published
+        assert dest.manifest_digest(f"{prefix}/{entry['name']}", entry["oci_tag"]) == entry["digest"]
+
+    lock = yaml.safe_load((tmp_path / "lock.yaml").read_text())["charts"]
+    assert lock[0]["source_digest"] == lock[0]["digest"] and lock[1]["package_digest"] == lock[1]["layer_digest"]
+    again = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
+    assert again["changed"] is False and [e["action"] for e in again["charts"]] == ["present"] * 3
+
+    # a chart pushed earlier as something else (here: a rebuilt package) is replaced by the source's manifest
+    other = Registry(upstream, lab_env["LAB_CA"]).get_manifest("docker.io/bitnamicharts/common", "2.27.0")
+    for desc in other.json()["layers"] + [other.json()["config"]]:
+        resp, chunks = stream_blob(source, "docker.io/bitnamicharts/common", desc["digest"], desc["size"])
+        dest.upload_blob(f"{prefix}/common", desc["digest"], chunks, None, desc["size"])
+        resp.close()
+    dest.put_manifest(f"{prefix}/common", "2.31.10", other)
+    replaced = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
+    assert replaced["charts"][0]["action"] == "copy"
+    assert dest.manifest_digest(f"{prefix}/common", "2.31.10") == source_digest
+    source.close()
+    dest.close()

@@ -6,10 +6,16 @@ OCI tags cannot carry `+`, and Helm and OCI registries disagree about a leading 
 `1.2.3` when asked for `v1.2.3` in some paths and not in others. Charts are therefore pushed with
 the `v` removed (the chart is repackaged with the new version) and `+` build metadata kept in
 Chart.yaml (Helm itself writes the tag with `_`, and maps it back on pull).
+
+Only such a chart is rebuilt. Any other keeps its digests, so signatures still verify and the lock's
+source and destination agree: a chart from an OCI registry is copied blob for blob (same manifest
+digest), a package from a classic repository or a file is pushed as it is (its layer digest is the
+package's sha256, the checksum in the repository's `index.yaml`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -19,11 +25,21 @@ import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.files import atomic_write
+from ansible_collections.airgap.renku.plugins.module_utils.common.kube_yaml import KubeYAMLError, load_one
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import (
     chart_source_args,
     helm_env,
 )
-from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import HELM_CHART_CONTENT
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
+    CHUNK,
+    Manifest,
+    Registry,
+    RegistryError,
+    Transport,
+    manifest_blobs,
+    stream_blob,
+)
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
@@ -114,12 +130,171 @@ def _chart_entry(chart: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def plan_chart(chart: Dict[str, Any], dest: Registry, dest_host: str, prefix: str) -> Dict[str, Any]:
-    """The mapping for one chart and whether the destination already has it."""
+# the order of a chart's fields in results and in the lock file (the same on every run, so reruns leave it unchanged)
+ENTRY_ORDER = ("name", "source", "version", "oci_version", "oci_tag", "destination", "file",
+               "digest", "source_digest", "package_digest", "layer_digest", "repackaged", "action")  # fmt: skip
+
+
+def ordered_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """`entry` with its fields in ENTRY_ORDER (unknown fields last)."""
+    rank = {key: index for index, key in enumerate(ENTRY_ORDER)}
+    return dict(sorted(entry.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def repackage_reason(chart: Dict[str, Any]) -> Optional[str]:
+    """Why the chart must be rebuilt before it is pushed (None when it goes as published)."""
+    version = str(chart["version"]).strip()
+    published, _tag = oci_version(version)
+    if published != version:
+        return (
+            f"version {version} is published as {published} (leading v removed): Chart.yaml rewritten, package rebuilt"
+        )
+    return None
+
+
+def oci_source(chart: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """(registry host, repository) of a chart pulled from an OCI registry; None for other sources."""
+    ref = chart["chart"]
+    if chart.get("repo") or not ref.startswith("oci://"):
+        return None
+    host, _sep, repo = ref[len("oci://") :].rstrip("/").partition("/")
+    return host, repo
+
+
+def source_tag(chart: Dict[str, Any]) -> str:
+    """The tag a chart has at its OCI source: its version as published, `+` written `_` as Helm does."""
+    return str(chart["version"]).strip().replace("+", "_")
+
+
+def source_registry(chart: Dict[str, Any], ca_file: Optional[str]) -> Registry:
+    host, _repo = oci_source(chart) or ("", "")
+    return Registry(host, ca_file, chart.get("username"), chart.get("password"))
+
+
+def file_sha256(path: str) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+def repository_digest(chart: Dict[str, Any], ca_file: Optional[str], indexes: Dict[str, Any]) -> Optional[str]:
+    """The package's checksum in its classic repository's `index.yaml` (read once per repository)."""
+    repo = str(chart.get("repo") or "").rstrip("/")
+    if not repo:
+        return None
+    if repo not in indexes:
+        indexes[repo] = _read_index(repo, chart, ca_file)
+    for item in (indexes[repo].get("entries") or {}).get(chart["chart"]) or []:
+        if str(item.get("version")) == str(chart["version"]).strip() and item.get("digest"):
+            digest = str(item["digest"])
+            return digest if digest.startswith("sha256:") else f"sha256:{digest}"
+    return None
+
+
+def _read_index(repo: str, chart: Dict[str, Any], ca_file: Optional[str]) -> Dict[str, Any]:
+    import base64
+
+    headers = {"Accept": "application/yaml, text/yaml, */*"}
+    if chart.get("username"):
+        token = base64.b64encode(f"{chart['username']}:{chart.get('password') or ''}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    transport = Transport(ca_file)
+    try:
+        resp = transport.send("GET", f"{repo}/index.yaml", headers)
+        if resp.status_code != 200:
+            raise ChartMirrorError(f"GET {repo}/index.yaml answered HTTP {resp.status_code}")
+        return load_one(resp.text, f"{repo}/index.yaml") or {}
+    except (RegistryError, OSError, KubeYAMLError) as exc:
+        raise ChartMirrorError(f"cannot read {repo}/index.yaml: {exc}") from exc
+    finally:
+        transport.close()
+
+
+def chart_layer_digest(manifest: Optional[Manifest]) -> Optional[str]:
+    """The digest of the chart package layer of a Helm OCI manifest."""
+    if manifest is None:
+        return None
+    for layer in manifest.json().get("layers") or []:
+        if layer.get("mediaType") == HELM_CHART_CONTENT:
+            return str(layer["digest"])
+    return None
+
+
+def known_package_digest(chart: Dict[str, Any], ca_file: Optional[str], indexes: Dict[str, Any]) -> Optional[str]:
+    """The sha256 of the package as published, when it is known without pulling (a file, or index.yaml)."""
+    if os.path.isfile(chart["chart"]):
+        return file_sha256(chart["chart"])
+    return repository_digest(chart, ca_file, indexes)
+
+
+def plan_chart(
+    chart: Dict[str, Any],
+    dest: Registry,
+    dest_host: str,
+    prefix: str,
+    ca_file: Optional[str] = None,
+    indexes: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The mapping for one chart and whether the destination already has it as it should be: the source's
+    manifest (OCI source), the package as published as its layer (classic repository or file), or, for a
+    chart that must be rebuilt, any push of it."""
     entry = _chart_entry(chart)
     repo = "/".join(p for p in (prefix.strip("/"), entry["name"]) if p)
-    digest = dest.manifest_digest(repo, entry["oci_tag"])
-    return {**entry, "destination": f"oci://{dest_host}/{repo}", "present": digest is not None, "digest": digest}
+    planned: Dict[str, Any] = {**entry, "destination": f"oci://{dest_host}/{repo}"}
+    reason = repackage_reason(chart)
+    if reason:
+        planned["repackaged"] = reason
+    if oci_source(chart):
+        planned["source_digest"] = _source_manifest_digest(chart, ca_file)
+        digest = dest.manifest_digest(repo, entry["oci_tag"])
+        present = digest is not None if reason else digest == planned["source_digest"]
+        return {**planned, "present": present, "digest": digest}
+    package = known_package_digest(chart, ca_file, indexes if indexes is not None else {})
+    if package:
+        planned["package_digest"] = package
+    manifest = dest.get_manifest(repo, entry["oci_tag"])
+    layer = chart_layer_digest(manifest)
+    if layer:
+        planned["layer_digest"] = layer
+    present = manifest is not None and (reason is not None or package is None or layer == package)
+    return {**planned, "present": present, "digest": manifest.digest if manifest else None}
+
+
+def _source_manifest_digest(chart: Dict[str, Any], ca_file: Optional[str]) -> str:
+    _host, repo = oci_source(chart) or ("", "")
+    src = source_registry(chart, ca_file)
+    try:
+        digest = src.manifest_digest(repo, source_tag(chart))
+    finally:
+        src.close()
+    if digest is None:
+        raise ChartMirrorError(f"{chart['chart']}:{source_tag(chart)} not found at its registry")
+    return digest
+
+
+def copy_oci_chart(chart: Dict[str, Any], entry: Dict[str, Any], dest: Registry, ca_file: Optional[str]) -> str:
+    """Copy a chart between OCI registries blob for blob: config and package layer, then the same
+    manifest under the same tag. Returns the manifest digest, which is the source's."""
+    _host, src_repo = oci_source(chart) or ("", "")
+    dest_repo = entry["destination"].split("/", 3)[3]
+    src = source_registry(chart, ca_file)
+    try:
+        manifest = src.get_manifest(src_repo, source_tag(chart))
+        if manifest is None:
+            raise ChartMirrorError(f"{chart['chart']}:{source_tag(chart)} not found at its registry")
+        for desc in manifest_blobs(manifest.json()):
+            upload_url = dest.mount_blob(dest_repo, desc["digest"], dest_repo)  # None: already there
+            if upload_url is not None:
+                resp, chunks = stream_blob(src, src_repo, desc["digest"], desc.get("size"))
+                try:
+                    dest.upload_blob(dest_repo, desc["digest"], chunks, upload_url, desc.get("size"))
+                finally:
+                    resp.close()
+        return dest.put_manifest(dest_repo, entry["oci_tag"], manifest)
+    finally:
+        src.close()
 
 
 def plan_download(chart: Dict[str, Any], directory: str) -> Dict[str, Any]:
@@ -177,16 +352,31 @@ def push_chart(
     ca_file: Optional[str],
     username: Optional[str],
     password: Optional[str],
-) -> str:
-    """Pull, repackage when the version changes, push; returns the pushed digest."""
+    dest: Registry,
+) -> Dict[str, str]:
+    """Pull, repackage only when the version must change, push; read the result back. Returns the manifest
+    digest, the package layer's digest and, for a package pushed as published, its sha256 (which the layer
+    must carry, and which must be the checksum the repository's index.yaml gives)."""
     with tempfile.TemporaryDirectory(prefix="mirror-chart-") as work:
         package = fetch_chart(chart, entry, helm, ca_file, work)
+        pushed = file_sha256(package)
+        if not entry.get("repackaged") and entry.get("package_digest") not in (None, pushed):
+            raise ChartMirrorError(
+                f"{entry['source']} {entry['version']}: the package served has {pushed}, "
+                f"the repository's index.yaml says {entry['package_digest']}"
+            )
         target = entry["destination"].rsplit("/", 1)[0]
         cmd = [helm, "push", package, target]
         if ca_file:
             cmd += ["--ca-file", ca_file]
         if username:
             cmd += ["--username", username, "--password", password or ""]
-        out = _run(cmd, helm_env(work), f"helm push {entry['name']}", secret=password)
-    match = re.search(r"Digest:\s*(sha256:[0-9a-f]{64})", out)
-    return match.group(1) if match else ""
+        _run(cmd, helm_env(work), f"helm push {entry['name']}", secret=password)
+    manifest = dest.get_manifest(entry["destination"].split("/", 3)[3], entry["oci_tag"])
+    layer = chart_layer_digest(manifest)
+    if manifest is None or layer != pushed:
+        raise ChartMirrorError(f"{entry['destination']}:{entry['oci_tag']} does not carry the pushed package {pushed}")
+    result = {"digest": manifest.digest, "layer_digest": layer}
+    if not entry.get("repackaged"):
+        result["package_digest"] = pushed
+    return result

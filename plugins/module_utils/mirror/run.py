@@ -237,21 +237,31 @@ def run_charts(settings: ChartMirrorSettings, check_mode: bool) -> Dict[str, Any
 def _push_charts(
     charts: Tuple[Dict[str, Any], ...], settings: ChartMirrorSettings, check_mode: bool
 ) -> List[Dict[str, Any]]:
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import plan_chart, push_chart
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
+        copy_oci_chart,
+        oci_source,
+        ordered_entry,
+        plan_chart,
+        push_chart,
+    )
     from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
     target = settings.destination
     dest = Registry(target.host, target.ca_file, target.username, target.password)
     entries = []
+    indexes: Dict[str, Any] = {}  # classic repositories' index.yaml, read once each
     try:
         for chart in charts:
-            entry = plan_chart(chart, dest, target.host, target.prefix)
-            entry["action"] = "present" if entry.pop("present") else "push"
-            if entry["action"] == "push" and not check_mode:
-                entry["digest"] = push_chart(
-                    chart, entry, settings.helm, target.ca_file, target.username, target.password
-                )
-            entries.append(entry)
+            entry = plan_chart(chart, dest, target.host, target.prefix, target.ca_file, indexes)
+            as_published = oci_source(chart) is not None and "repackaged" not in entry
+            entry["action"] = "present" if entry.pop("present") else ("copy" if as_published else "push")
+            if entry["action"] == "copy" and not check_mode:
+                entry["digest"] = copy_oci_chart(chart, entry, dest, target.ca_file)
+            elif entry["action"] == "push" and not check_mode:
+                pushed = push_chart(chart, entry, settings.helm, target.ca_file, target.username, target.password, dest)
+                # an OCI source's entry compares manifests (source_digest, digest), as its plan on the next run does
+                entry.update({"digest": pushed["digest"]} if oci_source(chart) else pushed)
+            entries.append(ordered_entry(entry))
     finally:
         dest.close()
     return entries

@@ -10,3 +10,5 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES)
+HELM_CHART_CONTENT = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+HELM_CHART_CONFIG = "application/vnd.cncf.helm.config.v1+json"
