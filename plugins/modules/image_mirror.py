@@ -200,6 +200,14 @@ options:
   progress_file:
     description: Append progress lines to this file while running (follow it with C(tail -f)).
     type: path
+  progress_interval:
+    description:
+      - Seconds between live progress lines in the C(ansible-playbook) output (images done of total, bytes,
+        rate, ETA, and a line per image finished since the last one), with every password masked.
+      - Shown when the task runs on the controller (connection C(local), no C(become)), where the action
+        plugin runs the copy itself; elsewhere the module runs as usual and only O(progress_file) shows progress.
+    type: float
+    default: 5.0
   output_dir:
     description:
       - Write what later stages use under this directory, from the lock of this run (not in V(export) mode).
@@ -288,14 +296,15 @@ images:
       platforms: {linux/amd64: "sha256:4d70...", linux/arm64: "sha256:3f22..."}
 stats:
   description:
-    - Counts, bytes and seconds of this run (V(bytes_to_copy) in check mode).
+    - Counts, bytes and seconds of this run (V(bytes_to_copy) in check mode); V(bytes_planned) is the size of
+      the images found missing (blobs shared with images already there count too).
     - V(receipt) is V(trusted) (the set was found by its receipt), V(written), V(present), V(none), or
       V(not written) with the reason (the next rerun then asks for every tag).
   returned: always
   type: dict
   sample: {images_total: 18, images_copied: 3, images_present: 15, blobs_copied: 9, blobs_mounted: 2,
-           blobs_present: 1, bytes_copied: 123456, manifests_pushed: 5, manifests_verified: 5, seconds: 1.2,
-           receipt: written}
+           blobs_present: 1, bytes_copied: 123456, bytes_planned: 130000, manifests_pushed: 5,
+           manifests_verified: 5, seconds: 1.2, receipt: written}
 lock:
   description: The images section of the lock file this run produced.
   returned: always
@@ -345,21 +354,12 @@ problems:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import BundleError
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML, DiscoveryError
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.run import run
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import (
-    DEFAULT_NODE_CA_PATH,
-    ImageMirrorSettings,
-    MirrorParamError,
-)
-from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import ImageRefError
-from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
-    RegistryError,
-    registry_destination_argspec,
-)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import DEFAULT_NODE_CA_PATH
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.task import image_mirror_task
+from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec
 
 ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["direct", "export", "import", "verify_bundle"], default="direct"),
@@ -403,6 +403,7 @@ ARGUMENT_SPEC = dict(
     bundle_archive=dict(type="path"),
     verify=dict(type="str", choices=["receipt", "tags", "full"], default="receipt"),
     progress_file=dict(type="path"),
+    progress_interval=dict(type="float", default=5.0),
     output_dir=dict(type="path"),
     node_ca_path=dict(type="str", default=DEFAULT_NODE_CA_PATH),
 )
@@ -414,18 +415,11 @@ def main() -> None:
     module.no_log_values.update(credential_forms(module.params))
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    try:
-        result = run(ImageMirrorSettings.from_params(module.params), module.check_mode)
-    except (MirrorParamError, ImageRefError, DiscoveryError, BundleError, RegistryError, ValueError, OSError) as exc:
-        module.fail_json(msg=f"{type(exc).__name__}: {exc}")
-    if not module._diff:
-        result.pop("diff", None)
+    result = image_mirror_task(module.params, module.check_mode, module._diff)
     for warning in result.get("warnings_found", []):
         module.warn(warning)
-    if result.pop("failed_msg", ""):
-        module.fail_json(msg="bundle verification failed", **result)
-    if result.get("errors"):
-        module.fail_json(msg=f"{len(result['errors'])} image(s) failed: {result['errors'][0]}", **result)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -7,6 +7,7 @@ Destructive cases (a registry killed mid-copy, a fresh registry for a bundle imp
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -82,6 +83,7 @@ KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT
 )
 TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT, REDIRECT_REGISTRY_PORT, STORAGE_PORT = 5077, 5078, 5079, 5080
 DISK_PORT = 5081
+PROGRESS_SRC_PORT, PROGRESS_DST_PORT = 5082, 5083
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -1049,3 +1051,64 @@ def test_charts_keep_their_digests_unless_the_version_must_change(lab_env, tmp_p
     assert dest.manifest_digest(f"{prefix}/common", "2.31.10") == source_digest
     source.close()
     dest.close()
+
+
+def test_live_progress_in_playbook_output_while_copying(lab_env, private_registry, tmp_path):
+    source = private_registry("mirror-progress-src", PROGRESS_SRC_PORT, auth=False)
+    dest = private_registry("mirror-progress-dst", PROGRESS_DST_PORT)
+    reg = Registry(source.host, lab_env["LAB_CA"])
+    images = []
+    for seed in range(6):
+        push_generated_image(reg, f"big/image{seed}", "1", [24 << 20, 8 << 20], 9000 + seed)
+        images.append(f"progress.example/big/image{seed}:1")
+    reg.close()
+    playbook = tmp_path / "progress.yml"
+    task = {
+        "airgap.renku.image_mirror": {
+            "images": images,
+            "source_rewrites": {"progress.example": source.host},
+            "destination": dest.host,
+            "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
+            "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
+            "ca_file": lab_env["LAB_CA"],
+            "prefix": "progress",
+            "parallel": 2,
+            "progress_file": str(tmp_path / "progress.log"),
+            "progress_interval": 0.5,
+        },
+        "name": "Mirror with live progress",
+    }
+    play = {"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task]}
+    playbook.write_text(yaml.safe_dump([play]))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_STDOUT_CALLBACK": "default",
+           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(playbook), "-i", "localhost,"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timed: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        timed.append((time.monotonic(), line.rstrip("\n")))
+    assert proc.wait() == 0, "\n".join(text for _t, text in timed)[-3000:]
+    output = "\n".join(text for _t, text in timed)
+    live = [(t, text) for t, text in timed if text.startswith("image_mirror [localhost]: ")]
+    task_done = next(t for t, text in timed if text.startswith("changed: [localhost]"))
+    statuses = [(t, text) for t, text in live if " images, " in text]
+    finished = [text for _t, text in live if ": image progress.example/" in text]
+
+    # shown while the copy runs: status lines before the task's result, at most one burst per interval
+    assert len(statuses) >= 2 and statuses[0][0] < task_done - 0.4, output[-3000:]
+    interval_bursts = [t for t, text in statuses if ": done: " not in text]
+    assert all(b - a >= 0.3 for a, b in itertools.pairwise(interval_bursts)), interval_bursts
+    assert sorted(f.split(": image ")[1].split(" ->")[0] for f in finished) == sorted(images)
+    last = statuses[-1][1]
+    assert "done: 6/6 images" in last and "MiB of" in last and "/s" in last
+    assert any("ETA" in text for _t, text in statuses[:-1]), [text for _t, text in statuses]
+    # no secret in any line; the progress file is still written
+    assert lab_env["REGISTRY_INTERNAL_PASSWORD"] not in output
+    assert "image progress.example/big/image0:1" in (tmp_path / "progress.log").read_text()
+    copied = Registry(
+        dest.host, lab_env["LAB_CA"], lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"]
+    )
+    assert copied.manifest_digest("progress/progress.example/big/image0", "1") is not None
+    copied.close()

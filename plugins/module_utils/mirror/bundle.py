@@ -103,16 +103,21 @@ def export_bundle(
     directory: str,
     archive: Optional[str] = None,
     progress: Progress = no_progress,
+    stats: Optional[CopyStats] = None,
 ) -> MirrorResult:
-    """Pull every image into `directory` (resumable: blobs already there are kept); optionally tar it."""
+    """Pull every image into `directory` (resumable: blobs already there are kept); optionally tar it.
+    `stats`: counters to fill while the export goes."""
     started = time.monotonic()
-    stats = CopyStats()
+    stats = stats if stats is not None else CopyStats()
+    stats.images_total = len(dict.fromkeys(refs))
     pool = RegistryPool(settings)
     try:
         plans = plan_images(refs, settings, pool, progress)
         good = [p for p in plans if not p.error]
         stats.images_total = len(plans)
         check_free_space(export_space_needs(good, directory, archive), "export")
+        files = _export_files(good).items()
+        stats.add(bytes_planned=sum(size for digest, size in files if not _have_file(directory, digest, size)))
         os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
         _export_blobs(good, pool, directory, stats, settings.parallel, progress)
         for plan in good:
@@ -120,6 +125,7 @@ def export_bundle(
                 if manifest is not None and not _have_file(directory, manifest.digest, len(manifest.body)):
                     _write_blob_file(directory, manifest.digest, [manifest.body])
             stats.add(images_copied=1)
+            progress(f"image {plan.source} -> {directory}@{plan.digest}")
     finally:
         pool.close()
     _write_index(directory, good)
@@ -425,14 +431,16 @@ def import_bundle(
     check_mode: bool = False,
     verify: str = "receipt",
     progress: Progress = no_progress,
+    stats: Optional[CopyStats] = None,
 ) -> MirrorResult:
     """Push a bundle's images to the destination: blobs, child manifests by digest, tag last.
 
     `verify` as for `mirror_images`: the bundle's lock pins the whole set, so V(receipt) first asks the
     destination for the receipt of exactly that set (one request) and trusts it when present.
+    `stats`: counters to fill while the import goes.
     """
     started = time.monotonic()
-    stats = CopyStats()
+    stats = stats if stats is not None else CopyStats()
     bundle = Bundle(path)
     pool = RegistryPool(settings)
     try:
@@ -446,6 +454,7 @@ def import_bundle(
         for plan, present in zip(plans, dest_present, strict=True):
             plan.present = present
         stats.images_present = len(plans) - len(todo)
+        stats.add(bytes_planned=sum(p.size for p in todo))
         problems: List[str] = []
         if not check_mode:
             problems += _push_from_bundle(todo, bundle, pool, stats, settings.parallel, progress)

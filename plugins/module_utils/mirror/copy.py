@@ -134,6 +134,7 @@ class CopyStats:
     blobs_mounted: int = 0
     blobs_present: int = 0
     bytes_copied: int = 0
+    bytes_planned: int = 0  # bytes of the images found missing so far (grows while plans resolve)
     manifests_pushed: int = 0
     manifests_verified: int = 0
     seconds: float = 0.0
@@ -459,15 +460,18 @@ def mirror_images(
     progress: Progress = no_progress,
     previous_lock: Optional[Dict[str, Any]] = None,
     verify: str = "receipt",
+    stats: Optional[CopyStats] = None,
 ) -> MirrorResult:
     """Plan every image; unless `check_mode`, copy what is missing and verify it at the destination.
 
     `verify`: V(receipt) trusts the destination's receipt for an unchanged set (one request),
     V(tags) asks for every tag, V(full) (or `verify_all`) also for every blob of every image.
+    `stats`: counters to fill while the run goes (someone else may read them meanwhile).
     """
     started = time.monotonic()
     verify = "full" if verify_all else verify
-    stats = CopyStats()
+    stats = stats if stats is not None else CopyStats()
+    stats.images_total = len(dict.fromkeys(refs))
     pool = RegistryPool(settings)
     try:
         trusted = _trusted_by_receipt(refs, settings, pool, previous_lock) if verify == "receipt" else None
@@ -511,6 +515,7 @@ def _mirror_all(
     def one(plan: ImagePlan) -> None:
         if _plan_one(plan, pool, settings, known, progress).error:
             return
+        stats.add(**({"images_present": 1} if plan.present else {"bytes_planned": plan.size}))
         if not plan.present:
             try:
                 copy_image(plan, tracker, blob_workers)

@@ -25,6 +25,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.bundle import 
     verify_bundle,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
+    CopyStats,
     MirrorResult,
     RegistryPool,
     locate,
@@ -114,29 +115,49 @@ def _write_file(path: str, text: str) -> None:
     write_atomic(path, text)
 
 
-def run(settings: ImageMirrorSettings, check_mode: bool) -> Dict[str, Any]:
-    """Everything `image_mirror` does; returns its result (without `changed` for the lock file)."""
-    progress = progress_writer(None if check_mode else settings.progress_file)
+def both(first: Callable[[str], None], second: Optional[Callable[[str], None]]) -> Callable[[str], None]:
+    """One progress callback feeding two (the progress file and, when given, a live display)."""
+    if second is None:
+        return first
+
+    def report(msg: str) -> None:
+        first(msg)
+        second(msg)
+
+    return report
+
+
+def run(
+    settings: ImageMirrorSettings,
+    check_mode: bool,
+    stats: Optional[CopyStats] = None,
+    on_progress: Optional[Callable[[str], None]] = None,
+) -> Dict[str, Any]:
+    """Everything `image_mirror` does; returns its result (without `changed` for the lock file).
+
+    `stats` is filled while the copy goes and `on_progress` gets every progress line as it happens (the
+    action plugin's live display); the progress file is written either way."""
+    progress = both(progress_writer(None if check_mode else settings.progress_file), on_progress)
     engine = settings.engine
     if settings.mode == "verify_bundle":
         problems = verify_bundle(settings.bundle)
         return {"changed": False, "problems": problems, "failed_msg": "; ".join(problems) if problems else ""}
     if settings.mode == "import":
         source = import_source(settings, check_mode, progress)
-        result = import_bundle(source, engine, check_mode, settings.verify, progress)
+        result = import_bundle(source, engine, check_mode, settings.verify, progress, stats)
         return report_run(result, None, settings, check_mode)
     found = discover_images(settings)
     refs = sorted(found.images)
     if settings.mode == "export":
         if check_mode:
-            result = mirror_images(refs, engine, check_mode=True, progress=progress)
+            result = mirror_images(refs, engine, check_mode=True, progress=progress, stats=stats)
             good = [p for p in result.plans if not p.error]
             check_free_space(export_space_needs(good, settings.bundle or "", settings.bundle_archive), "export")
         else:
-            result = export_bundle(refs, engine, settings.bundle, settings.bundle_archive, progress)
+            result = export_bundle(refs, engine, settings.bundle, settings.bundle_archive, progress, stats)
         return report_run(result, found, settings, check_mode)
     previous = read_lock_param(settings.lock_file)
-    result = mirror_images(refs, engine, check_mode, False, progress, previous, settings.verify)
+    result = mirror_images(refs, engine, check_mode, False, progress, previous, settings.verify, stats)
     return report_run(result, found, settings, check_mode)
 
 
