@@ -50,7 +50,11 @@ options:
         description: Classic chart repository URL.
         type: str
       version:
-        description: Chart version as the source publishes it (V(v1.2.3) allowed).
+        description:
+          - Chart version as the source publishes it (V(v1.2.3) allowed), or a range as Helm dependencies
+            write them (V(2.x.x), V(~1.2), V(^0.4.1), V(>=1.0.0 <2.0.0), V(1.x || 2.x)).
+          - A range resolves to the newest version the source offers (its OCI tags or its C(index.yaml)); the
+            lock file records the range and the version, and later runs keep that version (see O(update_ranges)).
         type: str
         required: true
       name:
@@ -84,6 +88,14 @@ options:
   lock_file:
     description: Lock file whose C(charts) section records the mapping.
     type: path
+  update_ranges:
+    description:
+      - Resolve every version range to the newest version the source offers now, even when O(lock_file)
+        recorded an older one.
+      - Without it, a range keeps the version the lock file recorded and a newer match is only reported in
+        RV(drift) (and as a warning); nothing is pushed for it.
+    type: bool
+    default: false
 seealso:
   - module: airgap.renku.image_mirror
 """
@@ -105,6 +117,8 @@ EXAMPLES = r"""
         version: 2.19.3
       - chart: oci://registry.connected.example/charts/tool
         version: v1.2.3
+      - chart: oci://registry.connected.example/bitnamicharts/common
+        version: 2.x.x
     destination: registry.site.example:5000
     destination_username: mirror
     destination_password: "{{ vault_registry_password }}"
@@ -138,6 +152,20 @@ charts:
       repackaged: "version v1.2.3 is published as 1.2.3 (leading v removed): Chart.yaml rewritten, package rebuilt"
       action: push
       file: tool-1.2.3.tgz
+drift:
+  description:
+    - Version ranges whose newest match at the source is no longer the version the lock file recorded.
+    - C(updated) is true when this run moved to C(latest) (O(update_ranges)), false when it kept C(locked).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: common
+      source: oci://registry.connected.example/bitnamicharts/common
+      version_range: 2.x.x
+      locked: 2.27.0
+      latest: 2.31.10
+      updated: false
 lock_file:
   description: Path of the lock file written.
   returned: when O(lock_file) is set
@@ -173,6 +201,7 @@ ARGUMENT_SPEC = dict(
     packages_dir=dict(type="path"),
     helm=dict(type="path", default="helm"),
     lock_file=dict(type="path"),
+    update_ranges=dict(type="bool", default=False),
 )
 
 
@@ -195,6 +224,12 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     if not module._diff:
         result.pop("diff", None)
+    for moved in result.get("drift", []):
+        if not moved["updated"]:
+            module.warn(
+                f"{moved['source']} {moved['version_range']}: the source now offers {moved['latest']}; "
+                f"kept {moved['locked']} as the lock file records (update_ranges=true moves to it)"
+            )
     module.exit_json(**result)
 
 

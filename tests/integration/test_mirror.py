@@ -83,7 +83,7 @@ KILL_PORT, BUNDLE_PORT, CHART_SRC_PORT, KILL_SRC_PORT, ROLE_IMPORT_PORT, RECEIPT
 )
 TOKEN_REGISTRY_PORT, TOKEN_ISSUER_PORT, REDIRECT_REGISTRY_PORT, STORAGE_PORT = 5077, 5078, 5079, 5080
 DISK_PORT = 5081
-PROGRESS_SRC_PORT, PROGRESS_DST_PORT = 5082, 5083
+PROGRESS_SRC_PORT, PROGRESS_DST_PORT, RANGE_SRC_PORT = 5082, 5083, 5084
 
 
 def rewrites(upstream: str) -> dict[str, str]:
@@ -710,9 +710,14 @@ def test_v_prefixed_chart_is_pullable_from_internal_oci(lab_env, private_registr
     pulled = subprocess.run([*pull, "-d", str(pull_dir)], env=env, capture_output=True, text=True, check=False)
     assert pulled.returncode == 0, pulled.stderr
     assert (pull_dir / f"{name}-1.2.3.tgz").exists()
-    with pytest.raises(ChartMirrorError, match="not semantic"):
+    with pytest.raises(ChartMirrorError, match="not a version or a version range"):
         run_charts(
-            ChartMirrorSettings.from_params(dict(params, charts=[{"chart": "oci://x/y", "version": "1.2"}])),
+            ChartMirrorSettings.from_params(dict(params, charts=[{"chart": "oci://x/y", "version": "latest"}])),
+            check_mode=True,
+        )
+    with pytest.raises(ChartMirrorError, match=r"cannot list the versions for '1\.2'"):  # a range: 1.2.x
+        run_charts(
+            ChartMirrorSettings.from_params(dict(params, charts=[{"chart": "oci://x.invalid/y", "version": "1.2"}])),
             check_mode=True,
         )
 
@@ -1112,3 +1117,61 @@ def test_live_progress_in_playbook_output_while_copying(lab_env, private_registr
     )
     assert copied.manifest_digest("progress/progress.example/big/image0", "1") is not None
     copied.close()
+
+
+def _copy_artifact(source: Registry, src_repo: str, dest: Registry, dest_repo: str, tag: str) -> str:
+    """An OCI artifact (a chart) from one registry to another as it is; returns its digest."""
+    manifest = source.get_manifest(src_repo, tag)
+    assert manifest is not None, f"{source.host}/{src_repo}:{tag} missing"
+    for desc in [manifest.json()["config"], *manifest.json()["layers"]]:
+        resp, chunks = stream_blob(source, src_repo, desc["digest"], desc["size"])
+        try:
+            dest.upload_blob(dest_repo, desc["digest"], chunks, None, desc["size"])
+        finally:
+            resp.close()
+    return dest.put_manifest(dest_repo, tag, manifest)
+
+
+def test_chart_range_resolves_once_and_later_runs_report_drift(lab_env, private_registry, tmp_path):
+    source = private_registry("mirror-range-src", RANGE_SRC_PORT, auth=False)
+    upstream = Registry(lab_env["REGISTRY_UPSTREAM"], lab_env["LAB_CA"])
+    publisher = Registry(source.host, lab_env["LAB_CA"])
+    for tag in ("2.16.1", "2.27.0"):
+        _copy_artifact(upstream, "docker.io/bitnamicharts/common", publisher, "bitnamicharts/common", tag)
+    classic = f"{lab_env['LAB_CHART_REPO_URL']}/swissdatasciencecenter"
+    charts = [
+        {"chart": f"oci://{source.host}/bitnamicharts/common", "version": "2.x.x"},
+        {"chart": "csi-rclone", "repo": classic, "version": "0.x"},
+    ]
+    prefix = f"test-charts-{uuid.uuid4().hex[:6]}"
+    lock_path = tmp_path / "lock.yaml"
+    params = {**internal_chart_params(lab_env, charts, prefix), "lock_file": str(lock_path)}
+    first = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
+    common, rclone = first["charts"]
+    assert (common["version_range"], common["version"], common["action"]) == ("2.x.x", "2.27.0", "copy")
+    assert (rclone["version_range"], rclone["version"]) == ("0.x", "0.6.0") and first["drift"] == []
+    recorded = yaml.safe_load(lock_path.read_text())["charts"]
+    assert [(e["version_range"], e["version"]) for e in recorded] == [("2.x.x", "2.27.0"), ("0.x", "0.6.0")]
+    locked_text = lock_path.read_text()
+
+    # upstream publishes a newer 2.x: reported, nothing pushed, the lock unchanged
+    newest = _copy_artifact(upstream, "docker.io/bitnamicharts/common", publisher, "bitnamicharts/common", "2.31.10")
+    later = run_charts(ChartMirrorSettings.from_params(params), check_mode=False)
+    assert later["changed"] is False and [e["action"] for e in later["charts"]] == ["present", "present"]
+    assert later["drift"] == [
+        {"name": "common", "source": f"oci://{source.host}/bitnamicharts/common", "version_range": "2.x.x",
+         "locked": "2.27.0", "latest": "2.31.10", "updated": False}
+    ]  # fmt: skip
+    internal = pusher(lab_env["REGISTRY_INTERNAL"], lab_env)
+    assert internal.manifest_digest(f"{prefix}/common", "2.31.10") is None
+    assert lock_path.read_text() == locked_text
+
+    # asked: moves to the newest match, copied as published, recorded with its range
+    moved = run_charts(ChartMirrorSettings.from_params({**params, "update_ranges": True}), check_mode=False)
+    assert moved["changed"] is True and moved["drift"][0]["updated"] is True
+    assert (moved["charts"][0]["version"], moved["charts"][0]["digest"]) == ("2.31.10", newest)
+    assert internal.manifest_digest(f"{prefix}/common", "2.31.10") == newest
+    recorded = yaml.safe_load(lock_path.read_text())["charts"]
+    assert (recorded[0]["version_range"], recorded[0]["version"]) == ("2.x.x", "2.31.10")
+    for client in (upstream, publisher, internal):
+        client.close()

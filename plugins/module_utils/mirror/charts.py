@@ -30,6 +30,12 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover impor
     chart_source_args,
     helm_env,
 )
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.versions import (
+    VersionRangeError,
+    is_range,
+    parse_range,
+    resolve_range,
+)
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import HELM_CHART_CONTENT
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     CHUNK,
@@ -119,19 +125,16 @@ def _source_text(chart: Dict[str, Any]) -> str:
 
 
 def _chart_entry(chart: Dict[str, Any]) -> Dict[str, Any]:
-    """What every chart mapping records: names, the source and both spellings of the version."""
+    """What every chart mapping records: names, the source, the range asked for, both spellings of the version."""
     version, tag = oci_version(chart["version"])
-    return {
-        "name": chart_name(chart),
-        "source": _source_text(chart),
-        "version": str(chart["version"]),
-        "oci_version": version,
-        "oci_tag": tag,
-    }
+    entry = {"name": chart_name(chart), "source": _source_text(chart)}
+    if chart.get("version_range"):
+        entry["version_range"] = str(chart["version_range"])
+    return {**entry, "version": str(chart["version"]), "oci_version": version, "oci_tag": tag}
 
 
 # the order of a chart's fields in results and in the lock file (the same on every run, so reruns leave it unchanged)
-ENTRY_ORDER = ("name", "source", "version", "oci_version", "oci_tag", "destination", "file",
+ENTRY_ORDER = ("name", "source", "version_range", "version", "oci_version", "oci_tag", "destination", "file",
                "digest", "source_digest", "package_digest", "layer_digest", "repackaged", "action")  # fmt: skip
 
 
@@ -139,6 +142,69 @@ def ordered_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
     """`entry` with its fields in ENTRY_ORDER (unknown fields last)."""
     rank = {key: index for index, key in enumerate(ENTRY_ORDER)}
     return dict(sorted(entry.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def available_versions(chart: Dict[str, Any], ca_file: Optional[str], indexes: Dict[str, Any]) -> List[str]:
+    """Every version the chart's source offers: its OCI tags (`_` read back as `+`) or its index.yaml entries."""
+    source = oci_source(chart)
+    if source:
+        src = source_registry(chart, ca_file)
+        try:
+            return [tag.replace("_", "+") for tag in src.list_tags(source[1])]
+        finally:
+            src.close()
+    repo = str(chart.get("repo") or "").rstrip("/")
+    if not repo:
+        raise ChartMirrorError(
+            f"{chart['chart']}: version range {chart['version']!r} needs a chart repository or an OCI registry"
+        )
+    if repo not in indexes:
+        indexes[repo] = _read_index(repo, chart, ca_file)
+    return [str(item.get("version")) for item in (indexes[repo].get("entries") or {}).get(chart["chart"]) or []]
+
+
+def _locked_version(previous: Dict[str, Any], chart: Dict[str, Any], text: str) -> Optional[str]:
+    for entry in previous.get("charts") or []:
+        if entry.get("source") == _source_text(chart) and str(entry.get("version_range")) == text:
+            return str(entry["version"])
+    return None
+
+
+def resolve_chart_ranges(
+    charts: Tuple[Dict[str, Any], ...],
+    ca_file: Optional[str],
+    previous: Dict[str, Any],
+    update: bool,
+    indexes: Dict[str, Any],
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Charts with each version range replaced by one version (`version_range` keeps the range), and the drift.
+
+    A range the lock file recorded keeps its recorded version unless `update`; when the source now offers a
+    newer match, the drift says so (and whether this run moved to it)."""
+    resolved, drift = [], []
+    for chart in charts:
+        text = str(chart["version"]).strip()
+        if not is_range(text):
+            resolved.append(chart)
+            continue
+        try:
+            parse_range(text)  # an unreadable range fails before any source is asked
+            latest = resolve_range(text, available_versions(chart, ca_file, indexes))
+        except VersionRangeError as exc:
+            raise ChartMirrorError(f"{chart['chart']}: {exc}") from exc
+        except (RegistryError, OSError) as exc:
+            raise ChartMirrorError(f"{chart['chart']}: cannot list the versions for {text!r}: {exc}") from exc
+        locked = _locked_version(previous, chart, text)
+        if latest is None and locked is None:
+            raise ChartMirrorError(f"{_source_text(chart)}: no version matches the range {text!r}")
+        chosen = latest if (update or locked is None) else locked
+        if locked is not None and latest is not None and latest != locked:
+            drift.append(
+                {"name": chart_name(chart), "source": _source_text(chart), "version_range": text,
+                 "locked": locked, "latest": latest, "updated": chosen == latest}
+            )  # fmt: skip
+        resolved.append({**chart, "version": chosen, "version_range": text})
+    return resolved, drift
 
 
 def repackage_reason(chart: Dict[str, Any]) -> Optional[str]:

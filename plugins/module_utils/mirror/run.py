@@ -236,18 +236,21 @@ def _record_lock(
 
 def run_charts(settings: ChartMirrorSettings, check_mode: bool) -> Dict[str, Any]:
     """The `chart_mirror` module's work: plan each chart, push (or download) what is missing, record it."""
-    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import oci_version
+    from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import oci_version, resolve_chart_ranges
 
-    charts = tuple(packaged_charts(settings.packages_dir)) if settings.packages_dir else settings.charts
+    asked = tuple(packaged_charts(settings.packages_dir)) if settings.packages_dir else settings.charts
+    previous = read_lock_param(settings.lock_file)
+    indexes: Dict[str, Any] = {}  # classic repositories' index.yaml, read once each
+    charts, drift = resolve_chart_ranges(asked, settings.ca_file, previous, settings.update_ranges, indexes)
     for chart in charts:
         oci_version(chart["version"])  # validate every version before touching anything
     if settings.download_dir:
-        entries = _download_charts(charts, settings, settings.download_dir, check_mode)
+        entries = _download_charts(tuple(charts), settings, settings.download_dir, check_mode)
     else:
-        entries = _push_charts(charts, settings, check_mode)
+        entries = _push_charts(tuple(charts), settings, check_mode, indexes)
     out: Dict[str, Any] = {"charts": entries, "changed": any(e["action"] != "present" for e in entries)}
+    out["drift"] = drift
     if settings.lock_file:
-        previous = read_lock_param(settings.lock_file)
         recorded = [{k: v for k, v in e.items() if k != "action"} for e in entries]
         new = merge_lock(previous, {"apiVersion": LOCK_API_VERSION, "kind": LOCK_KIND, "charts": recorded})
         new.setdefault("images", [])
@@ -256,7 +259,7 @@ def run_charts(settings: ChartMirrorSettings, check_mode: bool) -> Dict[str, Any
 
 
 def _push_charts(
-    charts: Tuple[Dict[str, Any], ...], settings: ChartMirrorSettings, check_mode: bool
+    charts: Tuple[Dict[str, Any], ...], settings: ChartMirrorSettings, check_mode: bool, indexes: Dict[str, Any]
 ) -> List[Dict[str, Any]]:
     from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import (
         copy_oci_chart,
@@ -270,7 +273,6 @@ def _push_charts(
     target = settings.destination
     dest = Registry(target.host, target.ca_file, target.username, target.password)
     entries = []
-    indexes: Dict[str, Any] = {}  # classic repositories' index.yaml, read once each
     try:
         for chart in charts:
             entry = plan_chart(chart, dest, target.host, target.prefix, target.ca_file, indexes)

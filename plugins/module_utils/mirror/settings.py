@@ -152,6 +152,7 @@ class ChartMirrorSettings:
     packages_dir: Optional[str]
     helm: str
     lock_file: Optional[str]
+    update_ranges: bool = False
 
     @property
     def ca_file(self) -> Optional[str]:
@@ -166,4 +167,5 @@ class ChartMirrorSettings:
             packages_dir=params.get("packages_dir"),
             helm=params.get("helm") or "helm",
             lock_file=params.get("lock_file"),
+            update_ranges=bool(params.get("update_ranges", False)),
         )

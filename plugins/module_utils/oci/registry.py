@@ -333,6 +333,23 @@ class Registry:
         if resp.status_code != 200:
             raise RegistryError(f"{self.host}/v2/ answered HTTP {resp.status_code}")
 
+    def list_tags(self, repo: str) -> List[str]:
+        """Every tag of `repo` ([] when the repository does not exist), following `Link` pagination."""
+        tags: List[str] = []
+        url = f"/v2/{repo}/tags/list"
+        for _page in range(1000):
+            resp = self.request("GET", url, repo)
+            if resp.status_code == 404:
+                return tags
+            if resp.status_code != 200:
+                raise RegistryError(f"GET {self.host}/{repo} tags answered HTTP {resp.status_code}")
+            tags += list(resp.json().get("tags") or [])
+            link = resp.headers.get("Link", "")
+            if 'rel="next"' not in link:
+                return tags
+            url = urljoin(self.base + "/", link.split(";", 1)[0].strip().strip("<>"))
+        raise RegistryError(f"{self.host}/{repo}: too many pages of tags")
+
     # -- manifests ----------------------------------------------------------------------------------
 
     def _manifest_response(self, method: str, repo: str, reference: str) -> Optional[Response]:
