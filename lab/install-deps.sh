@@ -10,7 +10,7 @@ APT_PACKAGES=(
   bind9 bind9-utils bind9-dnsutils isc-dhcp-server isc-dhcp-client tftpd-hpa tftp-hpa haproxy
   pxelinux syslinux-common ipxe grub-efi-amd64-bin iproute2 procps psmisc default-jdk-headless
   nodejs
-  kea-dhcp4-server socat
+  kea-dhcp4-server socat containerd
 )
 
 install_apt() {

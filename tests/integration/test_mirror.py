@@ -6,6 +6,7 @@ Destructive cases (a registry killed mid-copy, a fresh registry for a bundle imp
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -1175,3 +1176,57 @@ def test_chart_range_resolves_once_and_later_runs_report_drift(lab_env, private_
     assert (recorded[0]["version_range"], recorded[0]["version"]) == ("2.x.x", "2.31.10")
     for client in (upstream, publisher, internal):
         client.close()
+
+
+def test_generated_runtime_config_is_read_by_containerd_and_skopeo(lab_env, tmp_path):
+    """The generated hosts.toml and registries.conf, read by the real consumers: the public names resolve to
+    the internal registry, with the site CA and the pull credentials, at the digests of the lock."""
+    internal, user, password = (lab_env[k] for k in ("REGISTRY_INTERNAL", "REGISTRY_INTERNAL_USER", "REGISTRY_INTERNAL_PASSWORD"))  # fmt: skip
+    refs = ["docker.io/library/alpine:3.20", "docker.io/library/postgres:16"]
+    node_ca = tmp_path / "node" / "site-ca.crt"
+    params = {"mode": "direct", "images": refs, "source_rewrites": rewrites(lab_env["REGISTRY_UPSTREAM"]),
+              "destination": internal, "destination_username": user, "destination_password": password,
+              "ca_file": lab_env["LAB_CA"], "prefix": f"test-runtime-{uuid.uuid4().hex[:6]}", "confirm_candidates": False,
+              "output_dir": str(tmp_path / "out"), "node_ca_path": str(node_ca)}  # fmt: skip
+    result = run(ImageMirrorSettings.from_params(params), check_mode=False)
+    assert result["errors"] == []
+    locked = {e["source"]: e["digest"] for e in result["lock"]["images"]}
+    runtime = tmp_path / "out" / "runtime"
+    node_ca.parent.mkdir()
+    shutil.copy(runtime / str(node_ca).lstrip("/"), node_ca)  # what installing runtime/ on a node does
+
+    # containerd: ctr pulls the public names through the generated hosts directory
+    namespace = f"mirror-{uuid.uuid4().hex[:8]}"
+    ctr = ["ctr", "--address", lab_env["LAB_CONTAINERD_SOCKET"], "-n", namespace]
+    hosts = ["--hosts-dir", str(runtime / "etc" / "containerd" / "certs.d")]
+
+    def pull(ref: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ctr, "images", "pull", *extra, ref], capture_output=True, text=True, check=False)
+
+    try:
+        assert pull(refs[0], *hosts, "--user", f"{user}:not-the-password").returncode != 0
+        assert pull(refs[0], "--user", f"{user}:{password}").returncode != 0  # docker.io itself: unreachable
+        for ref in refs:
+            pulled = pull(ref, *hosts, "--user", f"{user}:{password}")
+            assert pulled.returncode == 0, pulled.stdout[-1500:] + pulled.stderr[-1500:]
+            assert password not in pulled.stdout + pulled.stderr
+        listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
+        found = {cols[0]: cols[2] for cols in (line.split() for line in listed.splitlines()[1:]) if cols}
+        assert found == {ref: locked[ref] for ref in refs}
+    finally:
+        subprocess.run([*ctr, "images", "rm", *refs], capture_output=True, check=False)
+
+    # registries.conf: containers/image (skopeo) resolves the public names to the internal registry
+    auth = tmp_path / "auth.json"
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {internal: {"auth": basic}}}))
+    auth.chmod(0o600)
+    conf = runtime / "etc" / "containers" / "registries.conf.d" / "50-airgap-mirror.conf"
+    for ref in refs:
+        raw = subprocess.run(
+            ["skopeo", "--registries-conf", str(conf), "inspect", "--raw", "--authfile", str(auth),
+             "--cert-dir", str(runtime / "etc" / "containers" / "certs.d" / internal), f"docker://{ref}"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        assert raw.returncode == 0, raw.stderr.decode()[-1500:]
+        assert sha256_digest(raw.stdout) == locked[ref]
