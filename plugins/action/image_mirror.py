@@ -5,6 +5,7 @@ progress in the ansible-playbook output while it works; anywhere else, run the m
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Dict, Optional, Set
 
@@ -37,7 +38,9 @@ class ActionModule(ActionBase):
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result
-        params = validated.validated_parameters
+        # plain Python values, as a module receives them over JSON (templated strings are str subclasses that
+        # YAML and other writers refuse)
+        params = json.loads(json.dumps(validated.validated_parameters))
         secrets = credential_forms(params)
         host = str((task_vars or {}).get("inventory_hostname") or "localhost")
         outcome = self._run_with_progress(params, secrets, host)

@@ -39,6 +39,9 @@ DEMO_OBJECTS = [
     ("local", "Secret", "renku", "renku-remote-clusters"),
     ("local", "Secret", "renku", "internal-registry-pull"),
 ]
+# The demo release's own Secrets (the chart's generated passwords, keys and certificates), found by the label
+# release_apply gives every object of a release: deleted too, so the run creates them as a first install does.
+DEMO_RELEASE_SECRETS = ("local", "renku", "airgap.renku/release=renku")
 # Not searched for files the run wrote: the lab's state, version control, the virtualenv, the collection link, caches.
 SKIPPED_DIRS = {".lab", ".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
 # Other ansible processes' module payloads (their arguments included) while they run; this run's go to its own TMPDIR.
@@ -268,6 +271,14 @@ def delete_demo_credentials(lab_env: dict[str, str]) -> None:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+    cluster, namespace, selector = DEMO_RELEASE_SECRETS
+    api = client.CoreV1Api(config.new_client_from_config(kubeconfigs[cluster]))
+    for secret in api.list_namespaced_secret(namespace, label_selector=selector).items:
+        try:
+            api.delete_namespaced_secret(secret.metadata.name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
     for path in (Path(lab_env["LAB_STATE"]) / "deployers").glob("*"):
         path.unlink()
 
@@ -315,6 +326,9 @@ def test_no_secret_in_any_output_of_site_yml(lab_env, tmp_path):
     secrets = all_secrets(lab_env)
     assert any(s.name.startswith("Secret local:demo-app/gitlab-deployer-token") for s in secrets), (
         "the deployer's token Secret was not created again"
+    )
+    assert any(s.name.startswith("Secret local:renku/renku-postgresql") for s in secrets), (
+        "the release's generated Secrets were not created again"
     )
     written = [
         *files_under(ROOT, started),
