@@ -69,11 +69,13 @@ sanity: deps
 lint: deps
 	NO_COLOR=1 ansible-lint -q --profile production
 
-# test_no_secrets runs site.yml over the lab's shared objects, so it runs alone, after the others.
+# test_no_secrets runs site.yml and test_awx_jobs the stages' job templates over the lab's shared objects, so they
+# run alone, after the others.
 integration: lab-up
 	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) --dist loadscope -p no:cacheprovider \
-		--ignore tests/integration/test_no_secrets.py
+		--ignore tests/integration/test_no_secrets.py --ignore tests/integration/test_awx_jobs.py
 	$(PY) -m pytest -q tests/integration/test_no_secrets.py -p no:cacheprovider
+	$(PY) -m pytest -q tests/integration/test_awx_jobs.py -p no:cacheprovider
 
 test: deps
 	$(MAKE) unit ruff sanity lint integration

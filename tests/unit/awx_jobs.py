@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,26 @@ def job_template(objects: dict[str, Any], stage: str) -> dict[str, Any]:
 def injected_variables(objects: dict[str, Any]) -> set[str]:
     """Every variable a credential type's injectors set as an extra var."""
     return {name for ctype in objects["credential_types"] for name in ctype["injectors"].get("extra_vars", {})}
+
+
+def secret_injected_variables(objects: dict[str, Any]) -> set[str]:
+    """The extra vars a credential type fills from a secret input (or a file made from one): AWX's inventory holds
+    none of them. The others (user names, the CA file's path) may have a value in the inventory too."""
+    env = ImmutableSandboxedEnvironment()
+    found = set()
+    for ctype in objects["credential_types"]:
+        secret = {f["id"] for f in ctype["inputs"]["fields"] if f.get("secret")}
+        secret_files = {
+            label for label, tmpl in ctype["injectors"].get("file", {}).items() if undeclared(env, tmpl) & secret
+        }
+        for name, template in ctype["injectors"].get("extra_vars", {}).items():
+            if undeclared(env, template) & secret or (secret_files and "tower" in undeclared(env, template)):
+                found.add(name)
+    return found
+
+
+def undeclared(env: ImmutableSandboxedEnvironment, template: str) -> set[str]:
+    return meta.find_undeclared_variables(env.parse(template))
 
 
 def survey_extra_vars(template: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +173,9 @@ def lab_inputs(spec: dict[str, dict[str, str]], lab_env: dict[str, str]) -> dict
 
 
 def copy_inventory(source: Path, destination: Path, dropped: set[str]) -> None:
-    """The inventory as AWX's inventory source imports it, without the variables credentials inject and without any
-    secret value (AWX's inventory carries none: they come from credentials). A variable that only refers to another
-    (`mirror_registry_password: "{{ lab_registry_internal_password }}"`) stays."""
+    """The inventory as AWX's inventory source imports it, without the variables credentials fill from secrets and
+    without any secret value (AWX's inventory carries none: they come from credentials). A variable that only refers
+    to another (`mirror_registry_password: "{{ lab_registry_internal_password }}"`) stays."""
     shutil.copytree(source, destination)
     for path in (destination / "group_vars").rglob("*.yml"):
         data = yaml.safe_load(path.read_text())
@@ -217,5 +238,5 @@ def build_job_directory(
     (env_dir / "envvars").write_text(yaml.safe_dump(envvars))
     (env_dir / "cmdline").write_text(" ".join(cmdline))
     inventory = private_data_dir / "inventory"
-    copy_inventory(ROOT / objects["inventory"]["source"]["source_path"], inventory, injected_variables(objects))
+    copy_inventory(ROOT / objects["inventory"]["source"]["source_path"], inventory, secret_injected_variables(objects))
     return JobDirectory(private_data_dir, template["playbook"], inventory, tuple(injected))

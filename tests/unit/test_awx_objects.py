@@ -16,6 +16,7 @@ from awx_jobs import (
     injected_variables,
     is_secret_value,
     load_objects,
+    secret_injected_variables,
     survey_extra_vars,
 )
 from jinja2 import StrictUndefined, meta
@@ -134,7 +135,7 @@ def test_job_directory_has_survey_defaults_and_credentials_but_no_inventory_secr
     assert all(p.parent == env for p in job.injected_files)
     for path in (job.inventory / "group_vars").rglob("*.yml"):
         data = yaml.safe_load(path.read_text()) or {}
-        assert not injected_variables(OBJECTS) & data.keys(), path
+        assert not secret_injected_variables(OBJECTS) & data.keys(), path
         assert not [k for k, v in data.items() if is_secret_value(k, v)], path
 
 
@@ -143,3 +144,14 @@ def test_galaxy_requirements_carry_awx_and_the_collection_dependencies():
     names = {r["name"] for r in requirements}
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
     assert set(galaxy["dependencies"]) | {"awx.awx"} == names
+
+
+def test_the_inventory_keeps_no_variable_a_secret_fills():
+    assert secret_injected_variables(OBJECTS) == {
+        "lab_registry_internal_password",
+        "lab_git_password",
+        "lab_kubeconfig_local",
+        "lab_kubeconfig_remote",
+        "lab_keycloak_renku_admin_password",
+        "lab_keycloak_admin_password",
+    }
