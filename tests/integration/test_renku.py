@@ -319,3 +319,37 @@ def test_the_charts_crds_are_installed(deployed, api):
     assert crd.metadata.labels["airgap.renku/release"] in (RELEASE, "renku")
     established = {c.type: c.status for c in crd.status.conditions or []}
     assert established.get("Established") == "True"
+
+
+@pytest.mark.parametrize("case", ["missing", "other_version"])
+def test_a_missing_or_stale_mirror_hand_off_stops_before_anything_is_changed(case, lab_env, lab_mirror, tmp_path):
+    """The platform stage reads the mirror stage's lock: without it, or when it records the chart at another
+    version than the one to deploy, the stage stops naming the mirror stage, and nothing was created."""
+    import yaml
+
+    namespace = f"renku-stale-{WORKER}-{uuid.uuid4().hex[:5]}"
+    lock = tmp_path / "mirror-lock.yaml"
+    if case == "other_version":
+        data = yaml.safe_load(lab_mirror.read_text())
+        for chart in data["charts"]:
+            if chart["destination"].endswith("/charts/renku"):
+                chart.update({key: "2.18.0" for key in ("version", "oci_version", "oci_tag") if key in chart})
+        lock.write_text(yaml.safe_dump(data))
+    result = run_playbook(
+        SCENARIOS / "renku" / "converge.yml",
+        extra_vars={
+            "renku_test_namespace": namespace,
+            "renku_test_release": RELEASE,
+            "renku_test_template": "unused",
+            "renku_test_git_url": lab_env["LAB_GIT_URL"],
+            "renku_test_work_dir": str(tmp_path / "work"),
+            "renku_mirror_lock_file": str(lock),
+        },
+    )
+    assert result.rc != 0, "the platform stage ran on a stale mirror hand-off"
+    assert "run the mirror stage first (ansible-playbook playbooks/mirror.yml)" in result.output, result.output[-3000:]
+    assert result.changed == 0, result.changed_tasks()
+    core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
+    with pytest.raises(client.ApiException) as missing:
+        core.read_namespace(namespace)
+    assert missing.value.status == 404
