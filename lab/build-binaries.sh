@@ -8,6 +8,9 @@ ETCD_VERSION="${LAB_ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${LAB_HELM_VERSION:-v4.3.1}"
 HELM3_VERSION="${LAB_HELM3_VERSION:-v3.22.0}"
 KWOK_VERSION="${LAB_KWOK_VERSION:-v0.8.0}"
+# the mirror's peers in benchmarks/bench_mirror_peers.py
+CRANE_VERSION="${LAB_CRANE_VERSION:-v0.22.1}"
+REGCTL_VERSION="${LAB_REGCTL_VERSION:-v0.11.7}"
 # Keycloak from Maven Central (org.keycloak:keycloak-quarkus-dist), checked against this SHA-256
 KEYCLOAK_VERSION="${LAB_KEYCLOAK_VERSION:-26.5.6}"
 KEYCLOAK_SHA256="${LAB_KEYCLOAK_SHA256:-fa3dd5df90b9ac006712c2f0991be4e8a6cb30ac538e0439ce2f45fc40f4c692}"
@@ -105,6 +108,10 @@ main() {
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
   build_simple kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  build_simple crane "$CRANE_VERSION" github.com/google/go-containerregistry \
+    github.com/google/go-containerregistry/cmd/crane
+  build_simple regctl "$REGCTL_VERSION" github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl \
+    "-X github.com/regclient/regclient/internal/version.vcsTag=$REGCTL_VERSION"
   log "binaries ready in $BIN"
 }
 main "$@"
