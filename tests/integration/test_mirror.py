@@ -1068,11 +1068,22 @@ def test_live_progress_in_playbook_output_while_copying(lab_env, private_registr
         push_generated_image(reg, f"big/image{seed}", "1", [24 << 20, 8 << 20], 9000 + seed)
         images.append(f"progress.example/big/image{seed}:1")
     reg.close()
+    upstream = lab_env["REGISTRY_UPSTREAM"]
     playbook = tmp_path / "progress.yml"
     task = {
         "airgap.renku.image_mirror": {
             "images": images,
-            "source_rewrites": {"progress.example": source.host},
+            # a chart rendered with values templated from play variables (tagged strings, not plain str)
+            "charts": [
+                {
+                    "chart": f"oci://{upstream}/charts/hello",
+                    "version": "0.1.0",
+                    "values": [{"greeting": "{{ greeting }}"}],
+                }
+            ],
+            "helm": lab_env["HELM"],
+            "source_rewrites": {"progress.example": source.host, "docker.io": f"{upstream}/docker.io"},
+            "lock_file": str(tmp_path / "lock.yaml"),
             "destination": dest.host,
             "destination_username": lab_env["REGISTRY_INTERNAL_USER"],
             "destination_password": lab_env["REGISTRY_INTERNAL_PASSWORD"],
@@ -1084,7 +1095,8 @@ def test_live_progress_in_playbook_output_while_copying(lab_env, private_registr
         },
         "name": "Mirror with live progress",
     }
-    play = {"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task]}
+    play = {"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task],
+            "vars": {"greeting": "hello from the play"}}  # fmt: skip
     playbook.write_text(yaml.safe_dump([play]))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_STDOUT_CALLBACK": "default",
@@ -1100,15 +1112,18 @@ def test_live_progress_in_playbook_output_while_copying(lab_env, private_registr
     live = [(t, text) for t, text in timed if text.startswith("image_mirror [localhost]: ")]
     task_done = next(t for t, text in timed if text.startswith("changed: [localhost]"))
     statuses = [(t, text) for t, text in live if " images, " in text]
-    finished = [text for _t, text in live if ": image progress.example/" in text]
+    finished = [text for _t, text in live if ": image " in text]
 
     # shown while the copy runs: status lines before the task's result, at most one burst per interval
     assert len(statuses) >= 2 and statuses[0][0] < task_done - 0.4, output[-3000:]
     interval_bursts = [t for t, text in statuses if ": done: " not in text]
     assert all(b - a >= 0.3 for a, b in itertools.pairwise(interval_bursts)), interval_bursts
-    assert sorted(f.split(": image ")[1].split(" ->")[0] for f in finished) == sorted(images)
+    expected = sorted([*images, "docker.io/library/busybox:1.36"])
+    assert sorted(f.split(": image ")[1].split(" ->")[0] for f in finished) == expected
     last = statuses[-1][1]
-    assert "done: 6/6 images" in last and "MiB of" in last and "/s" in last
+    assert "done: 7/7 images" in last and "MiB of" in last and "/s" in last
+    locked = yaml.safe_load((tmp_path / "lock.yaml").read_text())
+    assert sorted(e["source"] for e in locked["images"]) == expected
     assert any("ETA" in text for _t, text in statuses[:-1]), [text for _t, text in statuses]
     # no secret in any line; the progress file is still written
     assert lab_env["REGISTRY_INTERNAL_PASSWORD"] not in output
