@@ -1221,6 +1221,10 @@ def test_generated_runtime_config_is_read_by_containerd_and_skopeo(lab_env, tmp_
     try:
         assert pull(refs[0], *hosts, "--user", f"{user}:not-the-password").returncode != 0
         assert pull(refs[0], "--user", f"{user}:{password}").returncode != 0  # docker.io itself: unreachable
+        # an image the mirror does not hold: refused by the internal registry, never looked up upstream
+        missing = pull("docker.io/library/not-mirrored:1", *hosts, "--user", f"{user}:{password}")
+        assert missing.returncode != 0
+        assert "docker.io" not in missing.stderr.replace("docker.io/library/not-mirrored", ""), missing.stderr[-1500:]
         for ref in refs:
             pulled = pull(ref, *hosts, "--user", f"{user}:{password}")
             assert pulled.returncode == 0, pulled.stdout[-1500:] + pulled.stderr[-1500:]

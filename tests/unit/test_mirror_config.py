@@ -111,7 +111,7 @@ def test_containerd_hosts_and_crio_conf():
     files = containerd_hosts(LOCK, "/etc/containerd/certs.d/site-ca.crt")
     hub = files["/etc/containerd/certs.d/docker.io/hosts.toml"]
     assert '[host."https://reg.site:5000/v2/mirror/docker.io"]' in hub
-    assert "server =" not in hub
+    assert 'server = "https://reg.site:5000/v2/mirror/docker.io"' in hub, "no fallback to the public upstream"
     assert 'ca = "/etc/containerd/certs.d/site-ca.crt"' in hub
     assert "override_path = true" in hub
     assert "/etc/containerd/certs.d/quay.io/hosts.toml" in files

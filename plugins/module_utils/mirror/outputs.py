@@ -281,13 +281,19 @@ def containerd_hosts(lock: Dict[str, Any], ca_path: str, certs_dir: str = "/etc/
     for source, target in sorted(_mirrors(lock).items()):
         host, _sep, base = target.partition("/")
         path = f"/v2/{base}" if base else ""  # containerd adds /v2 itself unless override_path
+        url, override = f"https://{host}{path}", "true" if base else "false"
         files[f"{certs_dir}/{source}/hosts.toml"] = (
             f"# Generated from the mirror lock file: {source} is served by {target}\n"
-            "# No `server` line: the public upstream is unreachable from the site; the internal registry answers.\n"
-            f'[host."https://{host}{path}"]\n'
+            "# `server` is the internal registry too: without it containerd falls back to the public upstream\n"
+            "# for an image the mirror does not hold; with it nothing is ever looked up outside the site.\n"
+            f'server = "{url}"\n'
+            f'ca = "{ca_path}"\n'
+            f"override_path = {override}\n"
+            "\n"
+            f'[host."{url}"]\n'
             '  capabilities = ["pull", "resolve"]\n'
             f'  ca = "{ca_path}"\n'
-            f"  override_path = {'true' if base else 'false'}\n"
+            f"  override_path = {override}\n"
         )
     return files
 
