@@ -14,9 +14,9 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import credential_forms
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import CopyStats
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.progress import LiveProgress
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.task import image_mirror_task
 from ansible_collections.airgap.renku.plugins.modules.image_mirror import ARGUMENT_SPEC

@@ -126,7 +126,7 @@ repositories:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import credential_forms
 
 ARGUMENT_SPEC = dict(
     repositories=dict(

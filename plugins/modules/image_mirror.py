@@ -354,9 +354,9 @@ problems:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.options import CA_FILE_ARGSPEC
+from ansible_collections.airgap.renku.plugins.module_utils.common.secrets import credential_forms
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.charts import CHART_SOURCE_OPTIONS
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.discover import HAS_YAML
-from ansible_collections.airgap.renku.plugins.module_utils.mirror.outputs import credential_forms
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.settings import DEFAULT_NODE_CA_PATH
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.task import image_mirror_task
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import registry_destination_argspec

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import secrets
 from ansible_collections.airgap.renku.plugins.module_utils.deploy import kubeconfig as kc
-from ansible_collections.airgap.renku.plugins.module_utils.mirror import outputs
 from ansible_collections.airgap.renku.plugins.module_utils.remote import service_account as sa
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
@@ -97,7 +96,7 @@ def test_credential_forms_of_nested_parameters():
         "repositories": [{"source_username": "git", "source_password": "git-pass", "password": None}],
         "ca_file": "/etc/pki/ca.pem",
     }
-    forms = outputs.credential_forms(params)
+    forms = secrets.credential_forms(params)
     assert {"p@ss/word+1", "p%40ss%2Fword%2B1", b64("mirror:p@ss/word+1")} <= forms
     assert {"second-password", b64("u:second-password"), "git-pass", b64("git:git-pass")} <= forms
     assert "/etc/pki/ca.pem" not in forms and "mirror" not in forms

@@ -1,6 +1,7 @@
 # Copyright: airgap.renku contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Secret values among rendered documents, for a module to add to `no_log_values`.
+"""Every secret a module handles, for it to add to `no_log_values`: Secret values among rendered documents, and
+the forms a password takes in URLs, HTTP Basic headers and registry auth files (`credential_forms`).
 
 Every module that reads or writes Kubernetes Secrets (the release transforms and the release apply) masks their
 values this way, so Ansible hides them wherever they appear: results, diffs, warnings, errors and the invocation.
@@ -8,7 +9,9 @@ values this way, so Ansible hides them wherever they appear: results, diffs, war
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from ansible_collections.airgap.renku.plugins.module_utils.common import kube_yaml, manifest_stream
 from ansible_collections.airgap.renku.plugins.module_utils.common.files import write_atomic
@@ -90,3 +93,24 @@ def mask_input_secrets(manifest: str | None, dest: str | None, no_log_values: se
         no_log_values.update(manifest_secret_values(manifest))
     except kube_yaml.KubeYAMLError:
         return
+
+
+def credential_forms(params: Any) -> set[str]:
+    """Every form of each password in `params` (any `*password` key, nested in dicts and lists) that a URL, an
+    HTTP Basic header or a registry auth file gives it: as is, URL-quoted, and base64 of `user:password` with the
+    matching `*username` key beside it."""
+    forms: set[str] = set()
+    if isinstance(params, list):
+        for item in params:
+            forms |= credential_forms(item)
+    if not isinstance(params, dict):
+        return forms
+    for key, value in params.items():
+        if isinstance(value, (dict, list)):
+            forms |= credential_forms(value)
+        elif key.endswith("password") and isinstance(value, str) and value:
+            forms |= {value, quote(value, safe="")}
+            username = params.get(key[: -len("password")] + "username")
+            if isinstance(username, str) and username:
+                forms.add(base64.b64encode(f"{username}:{value}".encode()).decode())
+    return forms

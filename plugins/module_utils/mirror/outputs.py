@@ -7,9 +7,7 @@
 - `rewrite_documents`: the same on rendered manifests, for charts whose values cannot express it;
 - `containerd_hosts` / `crio_registries_conf`: runtime mirror configuration, with the site CA;
 - `pull_secret` / `attach_pull_secret`: a `kubernetes.io/dockerconfigjson` Secret and its use
-  from pod specs or a ServiceAccount;
-- `credential_forms`: every form of the registry and git credentials of a module's parameters, for
-  Ansible's `no_log_values`.
+  from pod specs or a ServiceAccount.
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ import base64
 import copy
 import json
 import re
-from typing import Any, Dict, List, Optional, Set, Tuple
-from urllib.parse import quote
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.manifests import (
     config_values,
@@ -321,27 +318,6 @@ def crio_ca_path(registry_host: str) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # pull secret
-
-
-def credential_forms(params: Any) -> Set[str]:
-    """Every form of each password in `params` (any `*password` key, nested in dicts and lists) that a URL, an
-    HTTP Basic header or a registry auth file gives it: as is, URL-quoted, and base64 of `user:password` with the
-    matching `*username` key beside it."""
-    forms: Set[str] = set()
-    if isinstance(params, list):
-        for item in params:
-            forms |= credential_forms(item)
-    if not isinstance(params, dict):
-        return forms
-    for key, value in params.items():
-        if isinstance(value, (dict, list)):
-            forms |= credential_forms(value)
-        elif key.endswith("password") and isinstance(value, str) and value:
-            forms |= {value, quote(value, safe="")}
-            username = params.get(key[: -len("password")] + "username")
-            if isinstance(username, str) and username:
-                forms.add(base64.b64encode(f"{username}:{value}".encode()).decode())
-    return forms
 
 
 def dockerconfigjson(registry: str, username: str, password: str) -> str:
