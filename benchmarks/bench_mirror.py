@@ -368,12 +368,17 @@ def cold_round(n: int, refs: list[str], host: dict, base: dict, ctx: dict, work:
     return times
 
 
-def main() -> int:
-    env = json.loads(
+def lab_env() -> dict:
+    """The lab's connection data (`lab.py json`)."""
+    return json.loads(
         subprocess.run(
             [sys.executable, str(ROOT / "lab" / "lab.py"), "json"], check=True, capture_output=True, text=True
         ).stdout
     )
+
+
+def main() -> int:
+    env = lab_env()
     ca, cert_dir = env["LAB_CA"], env["LAB_CA_DIR"]
     user, password = env["REGISTRY_INTERNAL_USER"], env["REGISTRY_INTERNAL_PASSWORD"]
     work = Path(tempfile.mkdtemp(prefix="bench-mirror-"))

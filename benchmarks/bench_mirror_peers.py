@@ -22,7 +22,6 @@ Prints (medians over the rounds, and the spread as _min/_max):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -190,11 +189,7 @@ def ratios(rounds: list[dict[str, float]]) -> dict[str, list[float]]:
 
 
 def main() -> int:
-    env = json.loads(
-        subprocess.run(
-            [sys.executable, str(ROOT / "lab" / "lab.py"), "json"], check=True, capture_output=True, text=True
-        ).stdout
-    )
+    env = common.lab_env()
     os.environ.setdefault("LAB_BIN", env.get("LAB_BIN", ""))
     ca, user, password = env["LAB_CA"], env["REGISTRY_INTERNAL_USER"], env["REGISTRY_INTERNAL_PASSWORD"]
     work = Path(tempfile.mkdtemp(prefix="bench-mirror-peers-"))
