@@ -153,3 +153,41 @@ def test_ensure_present_refuses_before_any_call():
 
     with pytest.raises(crc.CrcError, match=r"cluster\.name"):
         crc.ensure_present(NoCalls(), {**CLUSTER, "name": "abc"}, POOL, check=False)
+
+
+# renku_crc_cluster's payload rules for the default certificate and its explanation of refused tokens
+
+
+def test_default_certificate_sends_an_empty_tls_secret_name_the_spec_accepts(openapi):
+    payload = crc.cluster_payload(CLUSTER)
+    assert payload["session_tls_secret_name"] == ""
+    validate_request(openapi, "post", "/clusters", payload)
+
+
+def test_own_secret_is_sent_and_an_empty_one_stored_is_not_patched():
+    payload = crc.cluster_payload(
+        {**CLUSTER, "session_ingress_use_default_cluster_tls_cert": False, "session_tls_secret_name": "tls"}
+    )
+    assert payload["session_tls_secret_name"] == "tls"
+    stored = {**crc.cluster_payload(CLUSTER), "id": "x"}
+    assert crc.cluster_patch(crc.cluster_payload(CLUSTER), stored) == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (403, ["403 Forbidden", "not a Renku admin", "needs the Keycloak realm role renku-admin"]),
+        (401, ["401 Unauthorized", "has expired", "Keycloak realm"]),
+    ],
+)
+def test_refusals_say_why(status, words):
+    said = {403: "user 'u' is not a Renku admin", 401: "the token has expired"}[status]
+    message = crc.refusal("GET", "/clusters", status, json.dumps({"error": {"code": 1, "message": said}}))
+    assert all(w in message for w in words), message
+
+
+def test_token_request_url():
+    request = crc.TokenRequest(
+        url="https://renku.example.org/auth/", realm="Renku", client_id="renku-cli", username="u", password="p"
+    )
+    assert request.token_url == "https://renku.example.org/auth/realms/Renku/protocol/openid-connect/token"
