@@ -11,6 +11,8 @@ KWOK_VERSION="${LAB_KWOK_VERSION:-v0.8.0}"
 # the mirror's peers in benchmarks/bench_mirror_peers.py
 CRANE_VERSION="${LAB_CRANE_VERSION:-v0.22.1}"
 REGCTL_VERSION="${LAB_REGCTL_VERSION:-v0.11.7}"
+# the internal registry: distribution v3 answers the OCI 1.1 referrers API (Debian's 2.8 does not)
+DISTRIBUTION_VERSION="${LAB_DISTRIBUTION_VERSION:-v3.1.2}"
 # Keycloak from Maven Central (org.keycloak:keycloak-quarkus-dist), checked against this SHA-256
 KEYCLOAK_VERSION="${LAB_KEYCLOAK_VERSION:-26.5.6}"
 KEYCLOAK_SHA256="${LAB_KEYCLOAK_SHA256:-fa3dd5df90b9ac006712c2f0991be4e8a6cb30ac538e0439ce2f45fc40f4c692}"
@@ -112,6 +114,9 @@ main() {
     github.com/google/go-containerregistry/cmd/crane
   build_simple regctl "$REGCTL_VERSION" github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl \
     "-X github.com/regclient/regclient/internal/version.vcsTag=$REGCTL_VERSION"
+  build_simple registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3 \
+    github.com/distribution/distribution/v3/cmd/registry \
+    "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
   log "binaries ready in $BIN"
 }
 main "$@"

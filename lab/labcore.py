@@ -61,6 +61,10 @@ CLUSTERS = {
     "remote": {"etcd": 23792, "peer": 23802, "api": 26443, "kcm": 10457, "sched": 10459, "kwok": 10461},
 }
 REGISTRIES = {"upstream": 5001, "internal": 5002}
+# The internal registry runs distribution v3, built by lab/build-binaries.sh; every other registry (upstream, the
+# private ones tests start) runs Debian's docker-registry 2.8. Both keep the same storage layout.
+REGISTRY_PROGRAMS = {"internal": "registry"}
+DEBIAN_REGISTRY = "/usr/bin/docker-registry"
 INTERNAL_USER = "lab-pusher"
 KWOK_NODES = {
     "local": ["lab-local-node-0", "lab-local-node-1"],
@@ -252,8 +256,16 @@ def registry_config(name: str, port: int, crt: Path, key: Path, htpasswd: Path |
     return path
 
 
+def registry_program(name: str) -> str:
+    """The registry binary the lab registry `name` runs (see REGISTRY_PROGRAMS)."""
+    built = REGISTRY_PROGRAMS.get(name)
+    return binary(built) if built else DEBIAN_REGISTRY
+
+
 def registry_daemon(ca: LabCA, name: str, port: int, auth: bool, root: Path | None = None) -> Daemon:
-    """A Debian `docker-registry` with TLS from the lab CA; htpasswd auth when `auth`."""
+    """A registry (REGISTRY_PROGRAMS) with TLS from the lab CA; htpasswd auth when `auth`.
+
+    The configuration is the subset distribution 2.8 and v3 read alike."""
     crt, key = ca.issue(f"registry-{name}", f"registry-{name}.lab", [LOOPBACK, "localhost", f"registry-{name}.lab"])
     root = root or STATE / f"registry-{name}"
     root.mkdir(parents=True, exist_ok=True)
@@ -261,6 +273,8 @@ def registry_daemon(ca: LabCA, name: str, port: int, auth: bool, root: Path | No
     config = registry_config(name, port, crt, key, htpasswd, root)
     return Daemon(
         f"registry-{name}",
-        ["/usr/bin/docker-registry", "serve", str(config)],
+        [registry_program(name), "serve", str(config)],
         https_ok(f"https://{LOOPBACK}:{port}/v2/", (200, 401)),
+        # v3 exports OpenTelemetry traces to an OTLP collector by default; the lab has none
+        env={"OTEL_TRACES_EXPORTER": "none"},
     )
