@@ -6,12 +6,17 @@ generated deterministically (fixed mtimes, gzip without timestamps), so digests 
 machine and every run, and seeding is idempotent: what is already there is not pushed again.
 
 Images: IMAGES below, plus every image the charts of a Renku 2.19.3 install run (lab/upstream-images.yaml).
+Artifacts: SIGNED images carry cosign's tag-scheme signature, attestation and SBOM (`sha256-<hex>.sig`, `.att`,
+`.sbom`), signed with the lab's ECDSA P-256 key (pki/cosign.key, public half pki/cosign.pub); REFERRED images
+carry OCI 1.1 referrers (an SPDX SBOM and a sigstore bundle, manifests with `subject`), listed in the referrers
+tag fallback index `sha256-<hex>` as oras and regctl write it for a registry without the referrers API.
 Charts: the generated `hello` chart at `oci://<upstream>/charts/hello`, and the real Bitnami packages from
 shared/reference/charts where Bitnami and Renku publish them (REFERENCE_OCI_CHARTS), pushed with helm.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -26,6 +31,8 @@ from pathlib import Path
 
 import requests
 import yaml
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import labcore
@@ -38,6 +45,13 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+SPDX_JSON = "application/spdx+json"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,12 @@ def load_image_list(path: Path = UPSTREAM_IMAGES_FILE) -> tuple[ImageSpec, ...]:
 
 
 UPSTREAM_IMAGES: tuple[ImageSpec, ...] = load_image_list()
+
+# images of the Renku install (lab/upstream-images.yaml) that carry artifacts, so the mirror stage copies them
+SIGNED: tuple[str, ...] = ("docker.io/renku/renku-data-service:0.80.1", "docker.io/authzed/spicedb:v1.30.0")
+REFERRED: tuple[str, ...] = ("docker.io/renku/renku-ui:4.27.2", "docker.io/authzed/spicedb:v1.30.0")
+SIGNING_KEY = Path("pki") / "cosign.key"  # under the lab state directory
+SIGNING_PUBLIC_KEY = Path("pki") / "cosign.pub"
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,16 @@ class Registry:
             f"{url}{sep}digest={digest}", data=data, timeout=60, headers={"Content-Type": "application/octet-stream"}
         ).raise_for_status()
         return digest
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, str] | None:
+        """Body and media type of a manifest, or None when it is not there."""
+        accept = ",".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+        resp = self.session.get(f"{self.base}/{repo}/manifests/{ref}", headers={"Accept": accept}, timeout=30)
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        body = resp.content
+        return body, json.loads(body).get("mediaType") or resp.headers["Content-Type"]
 
     def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
         self.session.put(
@@ -333,6 +363,214 @@ def helm_home(state: Path) -> dict[str, str]:
     }
 
 
+# --------------------------------------------------------------------------------------------------
+# signatures, attestations, SBOMs and referrers
+
+
+def signing_key(state: Path) -> ec.EllipticCurvePrivateKey:
+    """The lab's cosign-style signing key (ECDSA P-256), made once; the public half beside it."""
+    path = state / SIGNING_KEY
+    if not path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        labcore.write_private(path, pem)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not (state / SIGNING_PUBLIC_KEY).exists() or (state / SIGNING_PUBLIC_KEY).read_bytes() != public:
+        labcore.write_public(state / SIGNING_PUBLIC_KEY, public)
+    return key
+
+
+def _sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
+    """Base64 of the DER ECDSA-SHA256 signature over `data`, as cosign writes it."""
+    return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def simplesigning_payload(docker_reference: str, digest: str) -> bytes:
+    """The payload cosign signs for an image: its repository and manifest digest."""
+    return json.dumps(
+        {
+            "critical": {
+                "identity": {"docker-reference": docker_reference},
+                "image": {"docker-manifest-digest": digest},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _dsse_envelope(key: ec.EllipticCurvePrivateKey, statement: bytes) -> bytes:
+    """A DSSE envelope over an in-toto statement (the signature covers the pre-authentication encoding)."""
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(statement), statement)
+    envelope = {
+        "payloadType": IN_TOTO,
+        "payload": base64.b64encode(statement).decode(),
+        "signatures": [{"keyid": "", "sig": _sign(key, pae)}],
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def _spdx(name: str, digest: str) -> bytes:
+    return json.dumps(
+        {
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": name,
+            "documentNamespace": f"https://lab.invalid/spdx/{digest}",
+            "creationInfo": {"created": "1970-01-01T00:00:00Z", "creators": ["Tool: airgap-renku-lab"]},
+            "packages": [
+                {"SPDXID": "SPDXRef-image", "name": name, "versionInfo": digest, "downloadLocation": "NOASSERTION"}
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _cosign_manifest(reg: Registry, repo: str, layer: bytes, media_type: str, annotations: dict[str, str]) -> bytes:
+    """An image manifest as cosign writes for .sig/.att/.sbom tags: one layer, a config naming it."""
+    layer_digest = reg.put_blob(repo, layer)
+    config = json.dumps(
+        {
+            "architecture": "",
+            "os": "",
+            "created": "1970-01-01T00:00:00Z",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": reg.put_blob(repo, config), "size": len(config)},
+        "layers": [{"mediaType": media_type, "digest": layer_digest, "size": len(layer), "annotations": annotations}],
+    }
+    return json.dumps(manifest, sort_keys=True).encode()
+
+
+def cosign_artifacts(reg: Registry, ref: str, key: ec.EllipticCurvePrivateKey, digest: str) -> dict[str, bytes]:
+    """The .sig, .att and .sbom manifests of the image `ref` at `digest` (their blobs pushed)."""
+    repo, _tag = split_ref(ref)
+    payload = simplesigning_payload(ref.rpartition(":")[0], digest)
+    statement = json.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicate": {"builder": {"id": "https://lab.invalid/airgap-renku-lab"}, "buildType": "lab-seed"},
+        },
+        sort_keys=True,
+    ).encode()
+    return {
+        ".sig": _cosign_manifest(reg, repo, payload, COSIGN_SIMPLESIGNING, {COSIGN_SIGNATURE: _sign(key, payload)}),
+        ".att": _cosign_manifest(
+            reg,
+            repo,
+            _dsse_envelope(key, statement),
+            DSSE_ENVELOPE,
+            {COSIGN_SIGNATURE: "", "predicateType": "https://slsa.dev/provenance/v0.2"},
+        ),
+        ".sbom": _cosign_manifest(reg, repo, _spdx(ref, digest), "text/spdx+json", {}),
+    }
+
+
+def push_cosign_artifacts(reg: Registry, ref: str, key: ec.EllipticCurvePrivateKey) -> int:
+    """Sign `ref` cosign-style (tag scheme) unless its .sig/.att/.sbom tags exist; returns tags pushed."""
+    repo, tag = split_ref(ref)
+    found = reg.get_manifest(repo, tag)
+    if found is None:
+        raise SystemExit(f"seed: {ref} is not in the upstream registry")
+    digest = _sha(found[0])
+    prefix = digest.replace(":", "-")
+    missing = [suffix for suffix in (".sig", ".att", ".sbom") if not reg.has_manifest(repo, prefix + suffix)]
+    if not missing:
+        return 0
+    bodies = cosign_artifacts(reg, ref, key, digest)
+    for suffix in missing:
+        reg.put_manifest(repo, prefix + suffix, bodies[suffix], OCI_MANIFEST)
+    return len(missing)
+
+
+def _referrer(reg: Registry, repo: str, subject: dict, artifact_type: str, content: bytes) -> tuple[bytes, dict]:
+    """An OCI 1.1 artifact manifest about `subject` and its descriptor for the referrers index."""
+    empty = reg.put_blob(repo, b"{}")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": reg.put_blob(repo, content), "size": len(content)}],
+        "subject": subject,
+        "annotations": {"org.opencontainers.image.created": "1970-01-01T00:00:00Z"},
+    }
+    body = json.dumps(manifest, sort_keys=True).encode()
+    descriptor = {
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "digest": _sha(body),
+        "size": len(body),
+        "annotations": manifest["annotations"],
+    }
+    return body, descriptor
+
+
+def _sigstore_bundle(key: ec.EllipticCurvePrivateKey, subject_body: bytes) -> bytes:
+    """A sigstore-style bundle with a message signature over the subject manifest."""
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": base64.b64encode(hashlib.sha256(public).digest()).decode()}},
+        "messageSignature": {
+            "messageDigest": {
+                "algorithm": "SHA2_256",
+                "digest": base64.b64encode(hashlib.sha256(subject_body).digest()).decode(),
+            },
+            "signature": _sign(key, subject_body),
+        },
+    }
+    return json.dumps(bundle, sort_keys=True).encode()
+
+
+def push_referrers(reg: Registry, ref: str, key: ec.EllipticCurvePrivateKey) -> int:
+    """An SPDX SBOM and a sigstore bundle referring to `ref`, and the fallback tag index listing them
+    (upstream runs distribution 2.8, which has no referrers API); returns manifests pushed."""
+    repo, tag = split_ref(ref)
+    found = reg.get_manifest(repo, tag)
+    if found is None:
+        raise SystemExit(f"seed: {ref} is not in the upstream registry")
+    body, media_type = found
+    digest = _sha(body)
+    fallback = digest.replace(":", "-")
+    index_found = reg.get_manifest(repo, fallback)
+    index = json.loads(index_found[0]) if index_found else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    have = {d.get("artifactType") for d in index["manifests"]}
+    subject = {"mediaType": media_type, "digest": digest, "size": len(body)}
+    pushed = 0
+    for artifact_type, content in ((SPDX_JSON, _spdx(ref, digest)), (SIGSTORE_BUNDLE, _sigstore_bundle(key, body))):
+        if artifact_type in have:
+            continue
+        manifest, descriptor = _referrer(reg, repo, subject, artifact_type, content)
+        reg.put_manifest(repo, descriptor["digest"], manifest, OCI_MANIFEST)
+        index["manifests"].append(descriptor)
+        pushed += 1
+    if pushed:
+        reg.put_manifest(repo, fallback, json.dumps(index, sort_keys=True).encode(), OCI_INDEX)
+    return pushed
+
+
+def seed_artifacts(reg: Registry, state: Path) -> int:
+    key = signing_key(state)
+    return sum(push_cosign_artifacts(reg, ref, key) for ref in SIGNED) + sum(
+        push_referrers(reg, ref, key) for ref in REFERRED
+    )
+
+
 def seed_upstream(env: dict[str, str]) -> dict[str, int]:
     upstream = env["REGISTRY_UPSTREAM"]
     reg = Registry(upstream, env["LAB_CA"])
@@ -343,4 +581,5 @@ def seed_upstream(env: dict[str, str]) -> dict[str, int]:
         for path, names in REFERENCE_OCI_CHARTS.items()
         for name in names
     )
-    return {"images_pushed": images, "charts_pushed": charts}
+    artifacts = seed_artifacts(reg, Path(env["LAB_STATE"]))
+    return {"images_pushed": images, "charts_pushed": charts, "artifacts_pushed": artifacts}
