@@ -21,6 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Dict, List, Optional
 
 from ansible_collections.airgap.renku.plugins.module_utils.common.files import atomic_write, write_atomic
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import (
+    Artifact,
+    fetch_manifests,
+    is_signature_type,
+    mark_present,
+)
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import push as push_artifacts
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
     CopyStats,
     ImagePlan,
@@ -114,6 +121,9 @@ def export_bundle(
     try:
         plans = plan_images(refs, settings, pool, progress)
         good = [p for p in plans if not p.error]
+        for plan in good:  # a bundle carries every artifact, also those a destination named here has
+            for art in plan.artifacts:
+                fetch_manifests(art, pool.get(plan.src_host), plan.src_repo)
         stats.images_total = len(plans)
         check_free_space(export_space_needs(good, directory, archive), "export")
         files = _export_files(good).items()
@@ -121,10 +131,10 @@ def export_bundle(
         os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
         _export_blobs(good, pool, directory, stats, settings.parallel, progress)
         for plan in good:
-            for manifest in [*plan.children, plan.top]:
-                if manifest is not None and not _have_file(directory, manifest.digest, len(manifest.body)):
+            for manifest in _plan_manifests(plan):
+                if not _have_file(directory, manifest.digest, len(manifest.body)):
                     _write_blob_file(directory, manifest.digest, [manifest.body])
-            stats.add(images_copied=1)
+            stats.add(images_copied=1, artifacts_copied=len(plan.artifacts))
             progress(f"image {plan.source} -> {directory}@{plan.digest}")
     finally:
         pool.close()
@@ -139,15 +149,25 @@ def export_bundle(
     return MirrorResult(plans, stats, [])
 
 
+def _plan_manifests(plan: ImagePlan) -> List[Manifest]:
+    """Every manifest a bundle holds for the image: its children, its top manifest, its artifacts'."""
+    found = [m for m in [*plan.children, plan.top] if m is not None]
+    return found + [m for art in plan.artifacts for m in art.manifests()]
+
+
+def _plan_blobs(plan: ImagePlan) -> List[Dict[str, Any]]:
+    """Descriptors of the image's blobs and its artifacts' blobs."""
+    return plan.blobs() + [desc for art in plan.artifacts for desc in art.blobs()]
+
+
 def _export_files(plans: List[ImagePlan]) -> Dict[str, int]:
     """Digest -> size of every blob and manifest the bundle holds for `plans`."""
     files: Dict[str, int] = {}
     for plan in plans:
-        for desc in plan.blobs():
+        for desc in _plan_blobs(plan):
             files[desc["digest"]] = int(desc.get("size", 0))
-        for manifest in [*plan.children, plan.top]:
-            if manifest is not None:
-                files[manifest.digest] = len(manifest.body)
+        for manifest in _plan_manifests(plan):
+            files[manifest.digest] = len(manifest.body)
     return files
 
 
@@ -176,7 +196,7 @@ def _export_blobs(
 ) -> None:
     wanted: Dict[str, tuple] = {}
     for plan in plans:
-        for desc in plan.blobs():
+        for desc in _plan_blobs(plan):
             wanted.setdefault(desc["digest"], (plan, desc))
 
     def one(item: tuple) -> None:
@@ -454,12 +474,13 @@ def import_bundle(
         for plan, present in zip(plans, dest_present, strict=True):
             plan.present = present
         stats.images_present = len(plans) - len(todo)
+        stats.artifacts_present = sum(len(p.artifacts) - len(p.artifacts_missing) for p in plans)
         stats.add(bytes_planned=sum(p.size for p in todo))
         problems: List[str] = []
         if not check_mode:
-            problems += _push_from_bundle(todo, bundle, pool, stats, settings.parallel, progress)
+            problems += _push_from_bundle(plans, bundle, pool, stats, settings.parallel, progress)
             full = verify == "full"
-            check = plans if full else [p for p in todo if not p.error]
+            check = plans if full else [p for p in plans if (not p.present or p.artifacts_missing) and not p.error]
             problems += verify_images(check, pool, stats, settings.parallel, blobs=full)
             if not problems and not any(p.error for p in plans):
                 stats.receipt = write_receipt(plans, settings, pool)
@@ -468,6 +489,26 @@ def import_bundle(
         bundle.close()
     stats.seconds = time.monotonic() - started
     return MirrorResult(plans, stats, problems)
+
+
+def _bundle_artifacts(bundle: Bundle, entry: Dict[str, Any], mode: str) -> List[Artifact]:
+    """The artifacts the bundle's lock records for an image that `mode` takes, their manifests read."""
+    found = []
+    for record in entry.get("artifacts") or []:
+        art = Artifact.from_record(record)
+        if mode == "none" or (mode == "signatures" and not _is_signature(art)):
+            continue
+        art.manifest = bundle.manifest(art.digest, art.media_type)
+        if art.manifest.is_index:
+            art.children = [
+                bundle.manifest(m["digest"], m.get("mediaType", "")) for m in art.manifest.json()["manifests"]
+            ]
+        found.append(art)
+    return found
+
+
+def _is_signature(art: Artifact) -> bool:
+    return art.kind == "signature" or (art.kind == "referrer" and is_signature_type(art.artifact_type))
 
 
 def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePlan]:
@@ -483,27 +524,39 @@ def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePl
         plan.platforms = dict(entry.get("platforms") or {})
         plan.size = int(entry.get("size", 0))
         plan.filtered = bool(entry.get("platforms_filtered"))
+        plan.artifacts = _bundle_artifacts(bundle, entry, settings.artifacts)
         plans.append(plan)
     return plans
 
 
 def _present(plans: List[ImagePlan], pool: RegistryPool, parallel: int) -> List[bool]:
+    """Whether the destination has each image under its tag; marks the artifacts it has."""
+
     def one(plan: ImagePlan) -> bool:
-        return pool.get(plan.dest_host).manifest_digest(plan.dest_repo, plan.dest_reference) == plan.digest
+        dest = pool.get(plan.dest_host)
+        if plan.artifacts:
+            mark_present(plan.artifacts, dest, plan.dest_repo, plan.digest)
+        return dest.manifest_digest(plan.dest_repo, plan.dest_reference) == plan.digest
 
     with ThreadPoolExecutor(max_workers=parallel) as workers:
         return list(workers.map(one, plans))
 
 
 def _push_from_bundle(
-    todo: List[ImagePlan], bundle: Bundle, pool: RegistryPool, stats: CopyStats, parallel: int, progress: Progress
+    plans: List[ImagePlan], bundle: Bundle, pool: RegistryPool, stats: CopyStats, parallel: int, progress: Progress
 ) -> List[str]:
+    """Push the images the destination lacks and the artifacts it lacks (of every image)."""
+    todo = [p for p in plans if not p.present]
     where: Dict[str, str] = {}
     lock = threading.Lock()
     blob_jobs: Dict[str, tuple] = {}
     for plan in todo:
         for child in plan.children:
             for desc in manifest_blobs(child.json()):
+                blob_jobs.setdefault(desc["digest"], (plan, desc))
+    for plan in plans:
+        for art in plan.artifacts_missing:
+            for desc in art.blobs():
                 blob_jobs.setdefault(desc["digest"], (plan, desc))
 
     problems: List[str] = []
@@ -531,34 +584,43 @@ def _push_from_bundle(
     with ThreadPoolExecutor(max_workers=parallel) as workers:
         list(workers.map(push_blob, blob_jobs.items()))
 
+    def mount_here(plan: ImagePlan, desc: Dict[str, Any]) -> None:
+        """A blob another image's repository received, mounted (or uploaded) into this one."""
+        home = where.get(desc["digest"])
+        if home and home != plan.dest_repo:
+            dest = pool.get(plan.dest_host)
+            url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
+            if url is not None:
+                path = blob_path(desc["digest"])
+                dest.upload_blob(plan.dest_repo, desc["digest"], bundle.chunks(path), url, bundle.size(path))
+            stats.add(blobs_mounted=1)
+
     def push_image(plan: ImagePlan) -> None:
         if plan.error:
             return
         try:
             dest = pool.get(plan.dest_host)
-            for child in plan.children:
-                for desc in manifest_blobs(child.json()):
-                    home = where.get(desc["digest"])
-                    if home and home != plan.dest_repo:
-                        url = dest.mount_blob(plan.dest_repo, desc["digest"], home)
-                        if url is not None:
-                            path = blob_path(desc["digest"])
-                            dest.upload_blob(
-                                plan.dest_repo, desc["digest"], bundle.chunks(path), url, bundle.size(path)
-                            )
-                        stats.add(blobs_mounted=1)
-                if plan.top is not None and plan.top.is_index:
-                    dest.put_manifest(plan.dest_repo, child.digest, child)
-                    stats.add(manifests_pushed=1)
-            if plan.top is None:
-                raise BundleError(f"{plan.source}: the bundle has no manifest for it")
-            dest.put_manifest(plan.dest_repo, plan.dest_reference, plan.top)
-            stats.add(manifests_pushed=1, images_copied=1)
-            progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
+            if not plan.present:
+                for child in plan.children:
+                    for desc in manifest_blobs(child.json()):
+                        mount_here(plan, desc)
+                    if plan.top is not None and plan.top.is_index:
+                        dest.put_manifest(plan.dest_repo, child.digest, child)
+                        stats.add(manifests_pushed=1)
+                if plan.top is None:
+                    raise BundleError(f"{plan.source}: the bundle has no manifest for it")
+                dest.put_manifest(plan.dest_repo, plan.dest_reference, plan.top)
+                stats.add(manifests_pushed=1, images_copied=1)
+                progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
+            if plan.artifacts_missing:
+                pushed = push_artifacts(
+                    plan.artifacts, dest, plan.dest_repo, plan.digest, lambda desc: mount_here(plan, desc)
+                )
+                stats.add(artifacts_copied=pushed, manifests_pushed=pushed)
         except (RegistryError, BundleError, OSError) as exc:
             plan.error = f"import failed: {exc}"
             problems.append(f"{plan.source}: {plan.error}")
 
     with ThreadPoolExecutor(max_workers=parallel) as workers:
-        list(workers.map(push_image, todo))
+        list(workers.map(push_image, [p for p in plans if not p.present or p.artifacts_missing]))
     return problems

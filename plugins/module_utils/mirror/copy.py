@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.airgap.renku.plugins.module_utils.mirror import artifacts as oci_artifacts
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import Artifact, TagLister, lock_records
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.lock import build_lock
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.receipt import Receipt, receipt_repository
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES
@@ -67,6 +69,7 @@ class MirrorSettings:
     platforms: List[str] = field(default_factory=list)  # empty: all
     parallel: int = 8
     refresh: bool = False  # ask the source again for tags the previous lock file pins
+    artifacts: str = "all"  # signatures, attestations, SBOMs, referrers: all | signatures | none
 
 
 @dataclass
@@ -89,6 +92,11 @@ class ImagePlan:
     pinned: Optional[str] = None  # digest the lock file pins the tag to
     error: Optional[str] = None
     inline: Dict[str, bytes] = field(default_factory=dict)  # small blobs already read from the source
+    artifacts: List[Artifact] = field(default_factory=list)  # signatures, SBOMs, referrers of `digest`
+
+    @property
+    def artifacts_missing(self) -> List[Artifact]:
+        return [a for a in self.artifacts if not a.present]
 
     @property
     def dest_reference(self) -> str:
@@ -122,6 +130,8 @@ class ImagePlan:
         }
         if self.filtered:
             entry["platforms_filtered"] = True
+        if self.artifacts:
+            entry["artifacts"] = lock_records(self.artifacts)
         return entry
 
 
@@ -137,6 +147,8 @@ class CopyStats:
     bytes_planned: int = 0  # bytes of the images found missing so far (grows while plans resolve)
     manifests_pushed: int = 0
     manifests_verified: int = 0
+    artifacts_copied: int = 0
+    artifacts_present: int = 0
     seconds: float = 0.0
     receipt: str = "none"  # trusted | written | present | none | not written: <why>
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -159,6 +171,7 @@ class RegistryPool:
         self.settings = settings
         self._clients: Dict[str, Registry] = {}
         self._lock = threading.Lock()
+        self.tags = TagLister()  # each source repository's tags, listed once (cosign tag-scheme artifacts)
 
     def get(self, host: str) -> Registry:
         with self._lock:
@@ -262,6 +275,21 @@ def resolve(
     return plan
 
 
+def plan_artifacts(plan: ImagePlan, pool: RegistryPool, mode: str) -> None:
+    """The artifacts of the image's digest at the source (see mirror/artifacts.py), which of them the
+    destination has, and the manifests of the others. An image whose index was filtered to some platforms
+    has another digest than the one signed: it carries none."""
+    if mode == "none" or plan.filtered or not plan.digest:
+        return
+    src = pool.get(plan.src_host)
+    tags = pool.tags.tags(src, plan.src_repo)
+    plan.artifacts = oci_artifacts.discover(src, plan.src_repo, plan.digest, tags, mode)
+    if plan.dest_host and plan.artifacts:
+        oci_artifacts.mark_present(plan.artifacts, pool.get(plan.dest_host), plan.dest_repo, plan.digest)
+    for art in plan.artifacts_missing:
+        oci_artifacts.fetch_manifests(art, src, plan.src_repo)
+
+
 def _single_platform(src: Registry, plan: ImagePlan, config: Dict[str, Any]) -> str:
     """os/arch of a single-platform image, read from its (small) config blob; the blob is kept so
     the copy does not fetch it a second time."""
@@ -306,7 +334,9 @@ def _plan_one(
 ) -> ImagePlan:
     try:
         resolve(plan, pool, settings.platforms, known.get(str(plan.source)), settings.refresh)
-        progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes)")
+        plan_artifacts(plan, pool, settings.artifacts)
+        extra = f", {len(plan.artifacts_missing)} of {len(plan.artifacts)} artifacts to copy" if plan.artifacts else ""
+        progress(f"plan {plan.source}: {'present' if plan.present else 'to copy'} ({plan.size} bytes{extra})")
     except (RegistryError, OSError, ValueError) as exc:
         plan.error = str(exc)
         progress(f"plan {plan.source}: ERROR {exc}")
@@ -406,6 +436,18 @@ def copy_image(plan: ImagePlan, tracker: BlobTracker, blob_workers: ThreadPoolEx
     tracker.stats.add(manifests_pushed=1, images_copied=1)
 
 
+def copy_artifacts(plan: ImagePlan, tracker: BlobTracker) -> None:
+    """The image's artifacts the destination lacks, after the image (a signature never precedes what it signs)."""
+    if not plan.artifacts_missing:
+        return
+    dest = tracker.pool.get(plan.dest_host)
+    pushed = oci_artifacts.push(
+        plan.artifacts, dest, plan.dest_repo, plan.digest, lambda desc: tracker.ensure(plan, desc)
+    )
+    tracker.stats.add(artifacts_copied=pushed, manifests_pushed=pushed)
+    tracker.progress(f"artifacts {plan.source}: {pushed} copied")
+
+
 def resolve_children(plan: ImagePlan, pool: RegistryPool) -> None:
     """Fetch the manifests a warm (lock-based) plan skipped, from the destination."""
     dest = pool.get(plan.dest_host)
@@ -435,6 +477,10 @@ def verify_image(plan: ImagePlan, pool: RegistryPool, blobs: bool = False) -> Li
             for d in plan.blobs()
             if not dest.has_blob(plan.dest_repo, d["digest"])
         ]
+    # artifacts copied in this run, or all of them for a full verification
+    check = plan.artifacts if blobs else plan.artifacts_missing
+    if check:
+        problems += oci_artifacts.verify(check, dest, plan.dest_repo, plan.digest, plan.destination)
     return problems
 
 
@@ -516,16 +562,18 @@ def _mirror_all(
         if _plan_one(plan, pool, settings, known, progress).error:
             return
         stats.add(**({"images_present": 1} if plan.present else {"bytes_planned": plan.size}))
-        if not plan.present:
-            try:
+        stats.add(artifacts_present=len(plan.artifacts) - len(plan.artifacts_missing))
+        try:
+            if not plan.present:
                 copy_image(plan, tracker, blob_workers)
                 progress(f"image {plan.source} -> {plan.destination}@{plan.digest}")
-            except Exception as exc:  # keep going with the other images; reported below
-                plan.error = f"copy failed: {type(exc).__name__}: {exc}"
-                problems.append(f"{plan.source}: {plan.error}")
-                progress(f"image {plan.source}: ERROR {plan.error}")
-                return
-        if not plan.present or verify == "full":
+            copy_artifacts(plan, tracker)
+        except Exception as exc:  # keep going with the other images; reported below
+            plan.error = f"copy failed: {type(exc).__name__}: {exc}"
+            problems.append(f"{plan.source}: {plan.error}")
+            progress(f"image {plan.source}: ERROR {plan.error}")
+            return
+        if not plan.present or plan.artifacts_missing or verify == "full":
             problems.extend(_verify_one(plan, pool, stats, verify == "full"))
 
     workers_count = max(1, min(settings.parallel, len(plans)))
@@ -536,7 +584,8 @@ def _mirror_all(
 
 def _receipt_for(plans: List[ImagePlan], settings: MirrorSettings) -> Receipt:
     pairs = [(p.destination, p.digest) for p in plans]
-    return Receipt(receipt_repository(settings.prefix), pairs, settings.platforms)
+    pairs += [(f"{p.dest_host}/{p.dest_repo}:{a.reference}", a.digest) for p in plans for a in p.artifacts]
+    return Receipt(receipt_repository(settings.prefix), pairs, settings.platforms, settings.artifacts)
 
 
 def _trusted_by_receipt(
@@ -555,8 +604,19 @@ def _trusted_by_receipt(
         plan.digest, plan.media_type = entry["digest"], entry.get("media_type", "")
         plan.platforms, plan.size = dict(entry.get("platforms") or {}), int(entry.get("size", 0))
         plan.filtered, plan.present = bool(entry.get("platforms_filtered")), True
+        plan.artifacts = _recorded_artifacts(entry, settings.artifacts)
         plans.append(plan)
     return plans if receipt_present(plans, settings, pool) else None
+
+
+def _recorded_artifacts(entry: Dict[str, Any], mode: str) -> List[Artifact]:
+    """The artifacts a lock entry records, as present (the receipt names the artifacts mode too)."""
+    if mode == "none":
+        return []
+    found = [Artifact.from_record(r) for r in entry.get("artifacts") or []]
+    for art in found:
+        art.present = True
+    return found
 
 
 def present_by_receipt(plans: List[ImagePlan], stats: CopyStats, started: float, progress: Progress) -> MirrorResult:
@@ -564,6 +624,7 @@ def present_by_receipt(plans: List[ImagePlan], stats: CopyStats, started: float,
     for plan in plans:
         plan.present = True
     stats.images_total = stats.images_present = len(plans)
+    stats.artifacts_present = sum(len(p.artifacts) for p in plans)
     stats.receipt = "trusted"
     stats.seconds = time.monotonic() - started
     progress(f"done: {len(plans)} images present by receipt, nothing to copy")
@@ -600,7 +661,8 @@ def _verify_one(plan: ImagePlan, pool: RegistryPool, stats: CopyStats, blobs: bo
         found = verify_image(plan, pool, blobs)
     except Exception as exc:
         return [f"{plan.source}: verification failed: {exc}"]
-    stats.add(manifests_verified=1 + (len(set(plan.platforms.values())) if plan.is_index else 0))
+    artifacts = len(plan.artifacts if blobs else plan.artifacts_missing)
+    stats.add(manifests_verified=1 + (len(set(plan.platforms.values())) if plan.is_index else 0) + artifacts)
     return found
 
 
@@ -637,6 +699,11 @@ def summarise(plans: List[ImagePlan]) -> List[Dict[str, Any]]:
         if plan.digest:
             row["digest"] = plan.digest
             row["platforms"] = dict(plan.platforms)
+        if plan.artifacts:
+            row["artifacts"] = [
+                dict(a.record(), action="present" if a.present else "copy")
+                for a in oci_artifacts.sort_artifacts(plan.artifacts)
+            ]
         if plan.error:
             row["error"] = plan.error
         rows.append(row)

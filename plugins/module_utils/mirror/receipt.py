@@ -38,13 +38,16 @@ def receipt_repository(prefix: str) -> str:
     return f"{prefix}/{RECEIPT_REPOSITORY}" if prefix else RECEIPT_REPOSITORY
 
 
-def receipt_config(entries: List[Tuple[str, str]], platforms: List[str]) -> bytes:
-    """Canonical bytes of a set: sorted (destination, digest) pairs and the platform filter."""
+def receipt_config(entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "none") -> bytes:
+    """Canonical bytes of a set: sorted (destination, digest) pairs (images and their artifacts), the
+    platform filter and, unless V(none), the artifacts mode."""
     body = {
         "kind": "MirrorReceipt",
         "platforms": sorted(platforms),
         "images": [{"destination": dest, "digest": digest} for dest, digest in sorted(set(entries))],
     }
+    if artifacts != "none":
+        body["artifacts"] = artifacts
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -70,9 +73,11 @@ def receipt_tag(config: bytes) -> str:
 class Receipt:
     """The receipt of one image set at one destination repository."""
 
-    def __init__(self, repository: str, entries: List[Tuple[str, str]], platforms: List[str]) -> None:
+    def __init__(
+        self, repository: str, entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "none"
+    ) -> None:
         self.repository = repository
-        self.config = receipt_config(entries, platforms)
+        self.config = receipt_config(entries, platforms, artifacts)
         self.manifest = receipt_manifest(self.config)
         self.tag = receipt_tag(self.config)
 

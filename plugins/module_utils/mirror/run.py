@@ -190,10 +190,10 @@ def run_stats(result: MirrorResult, settings: ImageMirrorSettings, check_mode: b
 
 def run_changed(result: MirrorResult, mode: str, check_mode: bool) -> bool:
     if check_mode:
-        return any(not p.error and not p.present for p in result.plans)
+        return any(not p.error and (not p.present or p.artifacts_missing) for p in result.plans)
     if mode == "export":
-        return result.stats.blobs_copied > 0
-    return result.stats.images_copied > 0
+        return result.stats.blobs_copied > 0 or result.stats.artifacts_copied > 0
+    return result.stats.images_copied > 0 or result.stats.artifacts_copied > 0
 
 
 def report_run(

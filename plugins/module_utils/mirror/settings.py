@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import ARTIFACT_MODES
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import Endpoint, MirrorSettings
 from ansible_collections.airgap.renku.plugins.module_utils.oci.refs import parse_image
 
@@ -107,6 +108,12 @@ class ImageMirrorSettings:
         images = _strings(params.get("images"))
         for image in images:
             parse_image(image)  # raises ImageRefError naming the bad reference
+        artifacts = params.get("artifacts") or "all"
+        if artifacts not in ARTIFACT_MODES:
+            raise MirrorParamError(
+                f"artifacts={artifacts!r} must be one of {', '.join(ARTIFACT_MODES)} (all copies signatures, "
+                "attestations, SBOMs and referrers; signatures only cosign signatures; none nothing besides the image)"
+            )
         rewrites = dict(params.get("source_rewrites") or {})
         _check_source_rewrites(rewrites)
         destination = RegistryDestination.from_params(params)
@@ -120,6 +127,7 @@ class ImageMirrorSettings:
             platforms=list(params.get("platforms") or []),
             parallel=max(1, int(params.get("parallel") or 8)),
             refresh=bool(params.get("refresh", False)),
+            artifacts=artifacts,
         )
         return cls(
             mode=mode,

@@ -12,3 +12,4 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES)
 HELM_CHART_CONTENT = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 HELM_CHART_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"

@@ -24,7 +24,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES, MANIFEST_TYPES
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 
 ACCEPT = ", ".join(MANIFEST_TYPES)
 CHUNK = 1024 * 1024
@@ -237,6 +237,8 @@ class Registry:
         self._credentials = (username, password or "") if username else None
         self._basic: Optional[str] = None  # the Authorization value once the registry asked for Basic
         self._tokens: Dict[str, str] = {}
+        # whether GET /v2/<repo>/referrers/<digest> is served (None until asked once)
+        self.referrers_api: Optional[bool] = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -375,6 +377,24 @@ class Registry:
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{self.host}/{repo}@{reference}: content digest is {digest}")
         return Manifest(body, media_type_of(body, resp.headers.get("Content-Type", "")), digest)
+
+    def referrers(self, repo: str, digest: str) -> Optional[List[Dict[str, Any]]]:
+        """Descriptors the OCI 1.1 referrers API lists for `digest`; None when the registry does not serve
+        the API (answered 404 or something other than an index once: not asked again)."""
+        if self.referrers_api is False:
+            return None
+        resp = self.request("GET", f"/v2/{repo}/referrers/{digest}", repo, headers={"Accept": OCI_INDEX})
+        try:
+            data = resp.json() if resp.status_code == 200 else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("manifests", []), list):
+            if resp.status_code in (200, 404, 405):
+                self.referrers_api = False
+                return None
+            raise RegistryError(f"GET {self.host}/{repo} referrers of {digest} answered HTTP {resp.status_code}")
+        self.referrers_api = True
+        return list(data.get("manifests") or [])
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
         resp = self.request(
