@@ -22,7 +22,9 @@ description:
     rerun skips what is there; every copied manifest is verified at the destination.
   - Or exports to a portable bundle (OCI layout, blobs stored once, SHA256SUMS, lock file) and imports
     it on the other side.
-  - Writes a lock file (source, destination, digest per platform) that later stages use.
+  - Carries the image's signatures, attestations, SBOMs and OCI 1.1 referrers with it (see O(artifacts)), under
+    the same digests, and verifies them at the destination.
+  - Writes a lock file (source, destination, digest per platform, artifacts) that later stages use.
   - After a run in which every image was verified at the destination, pushes a small receipt artifact
     (C(<prefix>/airgap-renku-mirror-receipts:set-<sha256 of the set>)) there; a rerun that the lock file
     pins completely then costs one request instead of one per image (see O(verify)).
@@ -151,6 +153,24 @@ options:
     type: list
     elements: str
     default: []
+  artifacts:
+    description:
+      - What travels with each image, looked up for the digest its tag points at (the index of a multi-platform
+        image, what C(cosign sign) signs), in V(direct), V(export) and V(import) modes.
+      - V(all) copies cosign's tag-scheme artifacts (C(sha256-<hex>.sig), C(.att), C(.sbom) tags) and every OCI 1.1
+        referrer (what the source's referrers API lists, or its referrers fallback tag C(sha256-<hex>) holding an
+        index).
+      - V(signatures) copies only the C(.sig) tags and referrers whose artifactType is a signature (cosign,
+        sigstore bundles, Notary).
+      - V(none) copies nothing besides the image.
+      - Tags keep their names at the destination; referrers are pushed by digest, and where the destination has no
+        referrers API they are listed in its fallback tag index. Each one is read back (same digest, referrers
+        listed for the image) and recorded in the lock file under the image's C(artifacts).
+      - The source's tag list is read once per repository; a registry without the referrers API is asked once.
+      - An image narrowed to O(platforms) has another digest than the one signed and carries no artifacts.
+    type: str
+    choices: [all, signatures, none]
+    default: all
   parallel:
     description: Concurrent transfers.
     type: int
@@ -250,6 +270,16 @@ EXAMPLES = r"""
     ca_file: /etc/pki/site-ca.crt
     lock_file: /srv/site/mirror-lock.yaml
 
+- name: Mirror an image with its cosign signatures only (no attestations, SBOMs or other referrers)
+  airgap.renku.image_mirror:
+    images: [ghcr.io/example/app:1.2.3]
+    artifacts: signatures
+    destination: registry.site.example:5000
+    destination_username: mirror
+    destination_password: "{{ vault_registry_password }}"
+    ca_file: /etc/pki/site-ca.crt
+    lock_file: /srv/site/mirror-lock.yaml
+
 - name: Connected side - export a bundle
   airgap.renku.image_mirror:
     mode: export
@@ -294,6 +324,12 @@ images:
       size: 3456789
       digest: sha256:a4663f8b0c60c7411fbc0e7282a2c3aa6ef1e55003150d41b37e386855e5239a
       platforms: {linux/amd64: "sha256:4d70...", linux/arm64: "sha256:3f22..."}
+      artifacts:
+        - kind: signature
+          tag: sha256-a4663f8b0c60c7411fbc0e7282a2c3aa6ef1e55003150d41b37e386855e5239a.sig
+          digest: sha256:0b1c...
+          media_type: application/vnd.oci.image.manifest.v1+json
+          action: copy
 stats:
   description:
     - Counts, bytes and seconds of this run (V(bytes_to_copy) in check mode); V(bytes_planned) is the size of
@@ -304,7 +340,7 @@ stats:
   type: dict
   sample: {images_total: 18, images_copied: 3, images_present: 15, blobs_copied: 9, blobs_mounted: 2,
            blobs_present: 1, bytes_copied: 123456, bytes_planned: 130000, manifests_pushed: 5,
-           manifests_verified: 5, seconds: 1.2, receipt: written}
+           manifests_verified: 5, artifacts_copied: 2, artifacts_present: 0, seconds: 1.2, receipt: written}
 lock:
   description: The images section of the lock file this run produced.
   returned: always
@@ -395,6 +431,7 @@ ARGUMENT_SPEC = dict(
     **CA_FILE_ARGSPEC,
     keep_registry_host=dict(type="bool", default=True),
     platforms=dict(type="list", elements="str", default=[]),
+    artifacts=dict(type="str", choices=["all", "signatures", "none"], default="all"),
     parallel=dict(type="int", default=8),
     helm=dict(type="path", default="helm"),
     lock_file=dict(type="path"),
