@@ -10,13 +10,15 @@ COLLECTION_LINK := build/collections/ansible_collections/airgap/renku
 SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/airgap-renku-sanity
 SANITY_TREE := $(SANITY_ROOT)/ansible_collections/airgap/renku
 PYTEST_WORKERS ?= 2
+MOLECULE_WORKERS ?= 2
 
-.PHONY: help deps lab-binaries lab-up lab-down lab-status lab-env demo test unit sanity lint ruff integration bench collection-link
+.PHONY: help deps lab-binaries lab-up lab-down lab-status lab-env demo test unit sanity lint ruff integration molecule bench collection-link
 
 help:
 	@echo "make demo   - install what is needed, start the lab, run site.yml against inventories/lab"
 	@echo "make test   - unit tests, ruff, ansible-test sanity, ansible-lint, integration tests on the lab"
 	@echo "make bench  - run benchmarks/ and print name: value lines"
+	@echo "make molecule - every molecule scenario (extensions/molecule/) against the lab"
 	@echo "make lab-up | lab-down | lab-status | lab-env"
 
 deps: $(VENV)/.deps-ok collection-link
@@ -52,8 +54,8 @@ unit: deps
 	$(PY) -m pytest -q tests/unit -p no:cacheprovider
 
 ruff: deps
-	ruff check plugins lab tests benchmarks
-	ruff format --check plugins lab tests benchmarks
+	ruff check plugins lab tests benchmarks extensions
+	ruff format --check plugins lab tests benchmarks extensions
 
 # ansible-test bootstraps pip in its sanity venvs from a host this machine cannot reach; give it a
 # bootstrap that uses Python's bundled pip instead (lab/get_pip_offline.py).
@@ -70,12 +72,19 @@ lint: deps
 	NO_COLOR=1 ansible-lint -q --profile production
 
 # test_no_secrets runs site.yml and test_awx_jobs the stages' job templates over the lab's shared objects, so they
-# run alone, after the others.
+# run alone, after the others; so does molecule's site scenario.
 integration: lab-up
 	$(PY) -m pytest -q tests/integration -n $(PYTEST_WORKERS) --dist loadscope -p no:cacheprovider \
 		--ignore tests/integration/test_no_secrets.py --ignore tests/integration/test_awx_jobs.py
+	$(MAKE) molecule
 	$(PY) -m pytest -q tests/integration/test_no_secrets.py -p no:cacheprovider
 	$(PY) -m pytest -q tests/integration/test_awx_jobs.py -p no:cacheprovider
+
+# every scenario of extensions/molecule/ (destroy, syntax, prepare, check between two readings of the lab, converge,
+# idempotence, verify): the roles' side by side, then the whole site alone
+molecule: lab-up
+	molecule test --all --exclude site --workers $(MOLECULE_WORKERS) --no-command-borders
+	molecule test --scenario-name site --no-command-borders
 
 test: deps
 	$(MAKE) unit ruff sanity lint integration

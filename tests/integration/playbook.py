@@ -1,8 +1,7 @@
-"""Run ansible-playbook against the lab and read the outcome: the scenario harness for roles.
+"""Run ansible-playbook against the lab and read the outcome.
 
-Each role's scenario lives in tests/integration/scenarios/<name>/ with `converge.yml` and `verify.yml`
-(and optionally `cleanup.yml`); `run_scenario` runs syntax-check -> check -> converge -> idempotence ->
-verify, asserting check mode changed nothing on the lab and the second converge reports changed=0.
+The roles' scenarios are molecule's (extensions/molecule/<name>/, run by tests/integration/test_molecule.py);
+`converge` runs a scenario's converge playbook with a test's own extra vars, for tests that assert on details.
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT / "tests" / "integration" / "scenarios"
+SCENARIOS = ROOT / "extensions" / "molecule"
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 
 
@@ -99,37 +97,17 @@ def run_playbook(
     return PlaybookResult(proc.returncode, data.get("stats", {}), proc.stdout + proc.stderr, data.get("plays", []))
 
 
-def run_scenario(
-    name: str,
-    extra_vars: dict | None = None,
-    inventory: str | Path | None = None,
-    after_check: Callable[[], None] | None = None,
-) -> dict:
-    """check -> converge -> idempotence -> verify for tests/integration/scenarios/<name>; returns the results.
+def converge(
+    name: str, extra_vars: dict | None = None, inventory: str | Path | None = None, runs: int = 1
+) -> dict[str, PlaybookResult]:
+    """Run molecule scenario `name`'s converge.yml `runs` times (1 or 2); returns {"converge": ..., "rerun": ...}.
 
-    `after_check` runs right after the check-mode run: the place to read the lab and assert nothing changed.
+    Molecule runs each scenario's whole sequence (extensions/molecule/); the tests here converge a scenario
+    with their own extra vars to assert on details of what it did, and of what a second run did.
     """
-    base = SCENARIOS / name
-    converge, verify = base / "converge.yml", base / "verify.yml"
-    syntax = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "--syntax-check", str(converge), "-i", str(inventory or ROOT / "inventories" / "lab")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections")},
-        check=False,
-    )
-    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
-    results = {}
-    results["check"] = run_playbook(converge, inventory, check=True, diff=True, extra_vars=extra_vars)
-    assert results["check"].rc == 0, results["check"].output[-4000:]
-    if after_check is not None:
-        after_check()
-    results["converge"] = run_playbook(converge, inventory, diff=True, extra_vars=extra_vars)
-    assert results["converge"].rc == 0, results["converge"].output[-4000:]
-    results["idempotence"] = run_playbook(converge, inventory, extra_vars=extra_vars)
-    assert results["idempotence"].rc == 0, results["idempotence"].output[-4000:]
-    assert results["idempotence"].changed == 0, f"not idempotent: {results['idempotence'].changed_tasks()}"
-    results["verify"] = run_playbook(verify, inventory, extra_vars=extra_vars)
-    assert results["verify"].rc == 0, results["verify"].output[-4000:]
+    playbook = SCENARIOS / name / "converge.yml"
+    results: dict[str, PlaybookResult] = {}
+    for label in ("converge", "rerun")[:runs]:
+        results[label] = run_playbook(playbook, inventory, diff=label == "converge", extra_vars=extra_vars)
+        assert results[label].rc == 0, results[label].output[-4000:]
     return results

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
-from playbook import ROOT, SCENARIOS, run_playbook, run_scenario
+from playbook import ROOT, SCENARIOS, converge, run_playbook
 
 LAB_VARS = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "baremetal.yml").read_text())
 BRIDGE = "nlbr0"
@@ -52,7 +52,7 @@ def dig(server: str, *query: str) -> list[str]:
 
 
 def test_dns_role_on_real_named(lab_env):
-    run_scenario("dns")
+    converge("dns")
     server = lab_env["LAB_DNS"]
     assert dig(server, "master-2.lab.airgap.test", "A") == ["10.77.0.23"]
     assert dig(server, "anything.apps.lab.airgap.test", "A") == ["10.77.1.6"]
@@ -120,7 +120,7 @@ def tftp_get(lab_env: dict, remote: str, directory: Path) -> str:
 @pytest.mark.parametrize("server", ["kea", "isc"])
 def test_dhcp_pxe_role_client_gets_reserved_address_boot_file_and_tftp_config(lab_env, tmp_path, server):
     """The lab's PXE server runs Kea (namespace LAB_NETNS); dhcpd answers the same site in LAB_NETNS_ISC."""
-    run_scenario("dhcp_pxe", extra_vars={"dhcp_pxe_server": server})
+    converge("dhcp_pxe", extra_vars={"dhcp_pxe_server": server})
     host = lab_host("worker-0")
     namespace = lab_env["LAB_NETNS"] if server == "kea" else lab_env["LAB_NETNS_ISC"]
     lease, bound = dhcp_lease(namespace, host["mac"], tmp_path)
@@ -178,7 +178,7 @@ def test_kea_client_classes_give_each_kind_of_client_its_boot_file(
 
 
 def test_haproxy_role_on_real_haproxy(lab_env):
-    run_scenario("haproxy")
+    converge("haproxy")
 
 
 class _Backend:
@@ -248,7 +248,7 @@ def test_haproxy_takes_a_failing_backend_out(lab_env, tmp_path):
             ],
         },
     }
-    result = run_playbook(ROOT / "tests" / "integration" / "scenarios" / "haproxy" / "converge.yml", extra_vars=extra)
+    result = run_playbook(SCENARIOS / "haproxy" / "converge.yml", extra_vars=extra)
     assert result.rc == 0, result.output[-3000:]
     proc = subprocess.Popen(
         ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

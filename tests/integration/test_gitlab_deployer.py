@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from playbook import SCENARIOS, run_playbook, run_scenario
+from playbook import SCENARIOS, converge, run_playbook
 
 NS = "itest-gitlab-deployer"
 CONVERGE = SCENARIOS / "gitlab_deployer" / "converge.yml"
@@ -57,7 +57,7 @@ def test_gitlab_deployer_on_the_lab(lab_env):
     assert _namespace_gone(admin), "check mode created the namespace"
     assert not path.exists(), "check mode wrote the kubeconfig"
 
-    run_scenario("gitlab_deployer")
+    converge("gitlab_deployer")
 
     api = config.new_client_from_config(str(path))
     apps, core, batch = client.AppsV1Api(api), client.CoreV1Api(api), client.BatchV1Api(api)

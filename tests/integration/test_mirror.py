@@ -65,7 +65,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
 import labcore  # noqa: E402
-from playbook import run_scenario  # noqa: E402
+from playbook import converge  # noqa: E402
 
 LAB_IMAGES = [
     "docker.io/library/alpine:3.20",  # OCI index, 2 platforms
@@ -792,13 +792,14 @@ def test_role_scenario_direct(lab_env, tmp_path):
 
     namespace = f"mirror-{uuid.uuid4().hex[:6]}"
     try:
-        results = run_scenario(
+        results = converge(
             "mirror",
             extra_vars={
                 "mirror_test_dir": str(tmp_path),
                 "mirror_test_prefix": f"test-role-{uuid.uuid4().hex[:8]}",
                 "mirror_test_namespace": namespace,
             },
+            runs=2,
         )
     finally:
         core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
@@ -807,7 +808,7 @@ def test_role_scenario_direct(lab_env, tmp_path):
     lock = yaml.safe_load((tmp_path / "mirror-lock.yaml").read_text())
     assert {e["source"] for e in lock["images"]} >= {"docker.io/library/busybox:1.36", "docker.io/library/alpine:3.20"}
     assert lock["charts"][0]["oci_version"] == "0.1.0"
-    assert results["idempotence"].changed == 0
+    assert results["rerun"].changed == 0, results["rerun"].changed_tasks()
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ TASK_FILES = sorted(
         *ROOT.glob("playbooks/*.yml"),
         *ROOT.glob("roles/*/tasks/*.yml"),
         *ROOT.glob("roles/*/handlers/*.yml"),
-        *ROOT.glob("tests/integration/scenarios/*/*.yml"),
-        *ROOT.glob("extensions/molecule/*/*.yml"),
+        *(p for p in ROOT.glob("extensions/molecule/*/*.yml") if p.name != "molecule.yml"),
+        *ROOT.glob("extensions/molecule/*/tasks/*.yml"),
     }
 )
 KEYWORDS = set(Task.fattributes) | set(Block.fattributes) | {"local_action", "action", "args", "notify", "listen"}
