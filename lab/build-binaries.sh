@@ -81,6 +81,19 @@ build_simple() {  # build_simple NAME VERSION MODULE PACKAGE [LDFLAGS]
   have "$name" "$version"
 }
 
+build_local() {  # build_local NAME DIR MODULE VERSION: a command of this repository (DIR/main.go) against MODULE
+  local name=$1 src=$2 module=$3 version=$4 stamp
+  stamp="$version-$(sha256sum "$src/main.go" | cut -c1-12)"  # a changed main.go is built again
+  have "$name" "$stamp" && return 0
+  log "building $name ($src) against $module $version"
+  local dir="$SRC/$name"
+  new_module "$dir" "lab.local/$name"
+  cp "$src/main.go" "$dir/main.go"
+  (cd "$dir" && go mod edit -require "$module@$version" && go mod tidy >/dev/null \
+    && go build -trimpath -ldflags "-s -w" -o "$BIN/$name-$stamp" .)
+  have "$name" "$stamp"
+}
+
 fetch_keycloak() {  # the distribution, unpacked into $CACHE/keycloak-<version> (lab/components/keycloak.py runs it)
   local dest="$CACHE/keycloak-$KEYCLOAK_VERSION" tarball="$CACHE/keycloak-quarkus-dist-$KEYCLOAK_VERSION.tar.gz"
   [ -x "$dest/bin/kc.sh" ] && return 0
@@ -117,6 +130,9 @@ main() {
   build_simple registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3 \
     github.com/distribution/distribution/v3/cmd/registry \
     "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
+  # distribution does not serve the referrers API: tests that need a registry with it start this one
+  build_local referrers-registry "$(dirname "$0")/referrers-registry" github.com/google/go-containerregistry \
+    "$CRANE_VERSION"
   log "binaries ready in $BIN"
 }
 main "$@"

@@ -278,3 +278,18 @@ def registry_daemon(ca: LabCA, name: str, port: int, auth: bool, root: Path | No
         # v3 exports OpenTelemetry traces to an OTLP collector by default; the lab has none
         env={"OTEL_TRACES_EXPORTER": "none"},
     )
+
+
+def referrers_registry_daemon(ca: LabCA, name: str, port: int, root: Path) -> Daemon:
+    """A registry that serves the OCI 1.1 referrers API (lab/referrers-registry: go-containerregistry's registry,
+    manifests in memory, blobs under `root`), TLS from the lab CA, the internal registry's account. For tests;
+    lab up does not start it."""
+    crt, key = ca.issue(f"registry-{name}", f"registry-{name}.lab", [LOOPBACK, "localhost", f"registry-{name}.lab"])
+    root.mkdir(parents=True, exist_ok=True)
+    argv = [binary("referrers-registry"), f"-addr={LOOPBACK}:{port}", f"-tls-cert={crt}", f"-tls-key={key}"]
+    return Daemon(
+        f"registry-{name}",
+        [*argv, f"-blobs={root}", f"-user={INTERNAL_USER}"],
+        https_ok(f"https://{LOOPBACK}:{port}/v2/", (200, 401)),
+        env={"REGISTRY_PASSWORD": registry_password()},
+    )
