@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_INDEX
+from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_EMPTY, OCI_INDEX
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
     Manifest,
     Registry,
@@ -224,10 +224,17 @@ def discover(src: Registry, repo: str, digest: str, tags: Set[str], mode: str) -
             found.append(Artifact(kind, manifest.digest, manifest.media_type, tag=tag, manifest=manifest))
     seen = {a.digest for a in found}
     for desc in source_referrers(src, repo, digest, tags):
-        if desc.get("digest") and desc["digest"] not in seen and wanted_referrer(desc, mode):
-            seen.add(desc["digest"])
-            art_type = str(desc.get("artifactType") or "")
-            found.append(Artifact("referrer", desc["digest"], str(desc.get("mediaType") or ""), artifact_type=art_type))
+        if not desc.get("digest") or desc["digest"] in seen:
+            continue
+        seen.add(desc["digest"])
+        art = Artifact("referrer", desc["digest"], str(desc.get("mediaType") or ""))
+        art.artifact_type = str(desc.get("artifactType") or "")
+        if art.artifact_type in ("", OCI_EMPTY):  # a listing that gives the config's type: ask the manifest
+            fetch_manifests(art, src, repo)
+            data = art.manifest.json() if art.manifest is not None else {}
+            art.artifact_type = str(data.get("artifactType") or (data.get("config") or {}).get("mediaType") or "")
+        if wanted_referrer({"artifactType": art.artifact_type}, mode):
+            found.append(art)
     return sort_artifacts(found)
 
 

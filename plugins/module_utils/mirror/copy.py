@@ -284,7 +284,7 @@ def plan_artifacts(plan: ImagePlan, pool: RegistryPool, mode: str) -> None:
     src = pool.get(plan.src_host)
     tags = pool.tags.tags(src, plan.src_repo)
     plan.artifacts = oci_artifacts.discover(src, plan.src_repo, plan.digest, tags, mode)
-    if plan.dest_host and plan.artifacts:
+    if plan.dest_host and plan.artifacts and plan.present:  # an image to copy has none of them there yet
         oci_artifacts.mark_present(plan.artifacts, pool.get(plan.dest_host), plan.dest_repo, plan.digest)
     for art in plan.artifacts_missing:
         oci_artifacts.fetch_manifests(art, src, plan.src_repo)

@@ -389,6 +389,8 @@ class Registry:
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("manifests", []), list):
+            if resp.status_code == 404 and b"NAME_UNKNOWN" in resp.content:
+                return None  # a registry with the API, asked about a repository it does not have yet
             if resp.status_code in (200, 404, 405):
                 self.referrers_api = False
                 return None
