@@ -331,3 +331,63 @@ def test_module_run_writes_the_lock_once_and_a_rerun_reports_no_change(lab_env, 
     assert fewer["stats"]["artifacts_copied"] == 0 and fewer["errors"] == []
     assert [a["kind"] for a in _entries(fewer["lock"])[SIGNED]["artifacts"]] == ["signature"]
     _assert_at_destination(internal, upstream, prefix, [SIGNED, REFERRED])
+
+
+REFERRERS_PORT = 5111
+
+
+@pytest.fixture
+def referrers_registry(tmp_path):
+    """A registry of our own that serves the referrers API (lab/referrers-registry), TLS and the internal account."""
+    import labcore
+
+    daemon = labcore.referrers_registry_daemon(
+        labcore.LabCA(labcore.PKI), f"mirror-referrers-{uuid.uuid4().hex[:6]}", REFERRERS_PORT, tmp_path / "blobs"
+    )
+    daemon.start()
+    try:
+        labcore.wait_healthy([daemon], timeout=30)
+        yield f"127.0.0.1:{REFERRERS_PORT}"
+    finally:
+        daemon.stop()
+
+
+def test_registries_with_the_referrers_api_list_referrers_there_and_answer_discovery(
+    lab_env, upstream, internal, referrers_registry
+):
+    host = referrers_registry
+    account = (lab_env["REGISTRY_INTERNAL_USER"], lab_env["REGISTRY_INTERNAL_PASSWORD"])
+    conf = _settings(lab_env, "site")
+    conf = MirrorSettings(**{**conf.__dict__, "destination": Endpoint(host, lab_env["LAB_CA"], *account)})
+    first = mirror_images(IMAGES, conf)
+    assert first.errors == [] and first.stats.artifacts_copied == 10
+    dest = Registry(host, lab_env["LAB_CA"], *account)
+    try:
+        for ref in (REFERRED, BOTH):
+            repo = _dest_repo("site", ref)
+            digest = dest.manifest_digest(repo, ref.rpartition(":")[2])
+            expected = {r for r in _source_artifacts(upstream, ref) if r.startswith("sha256:")}
+            assert {d["digest"] for d in dest.referrers(repo, digest) or []} == expected
+            assert dest.manifest_digest(repo, fallback_tag(digest)) is None  # the API lists them: no fallback tag
+        assert mirror_images(IMAGES, conf, verify="tags").stats.artifacts_copied == 0
+    finally:
+        dest.close()
+
+    # the same registry as a source: referrers found through its API (it has no fallback tag), signature
+    # referrers told apart by their manifests' artifactType
+    for mode, copied in (("all", 10), ("signatures", 4)):
+        prefix = _prefix(f"api-source-{mode}")
+        from_api = MirrorSettings(
+            **{
+                **_settings(lab_env, prefix, artifacts=mode).__dict__,
+                "source_rewrites": {"docker.io": f"{host}/site/docker.io"},
+                "credentials": {host: Endpoint(host, lab_env["LAB_CA"], *account)},
+            }
+        )
+        result = mirror_images(IMAGES, from_api)
+        assert result.errors == [] and result.stats.artifacts_copied == copied, mode
+        carried = _entries(first.lock())[BOTH]["artifacts"]
+        signatures = [r for r in carried if r["kind"] == "signature" or r.get("artifact_type") == SIGNATURE_REFERRER]
+        assert _entries(result.lock())[BOTH]["artifacts"] == (carried if mode == "all" else signatures)
+        if mode == "all":
+            _assert_at_destination(internal, upstream, prefix, IMAGES)
