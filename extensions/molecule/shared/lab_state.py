@@ -174,7 +174,7 @@ def registry_state(scope: dict[str, Any]) -> dict[str, str]:
         tags = registry_list(scope, f"/v2/{repository}/tags/list", "tags")
         result = {}
         for tag in tags:
-            headers, _ = registry_get(scope, f"/v2/{repository}/manifests/{tag}", method="HEAD")
+            headers = registry_get(scope, f"/v2/{repository}/manifests/{tag}", method="HEAD")[0]
             result[f"registry:{scope['host']}/{repository}:{tag}"] = headers.get("Docker-Content-Digest", "")
         return result
 
