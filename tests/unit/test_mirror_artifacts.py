@@ -13,6 +13,7 @@ from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts impo
     lock_records,
     merge_fallback_index,
     tag_artifacts,
+    taken,
     wanted_referrer,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import ImagePlan, locate
@@ -158,11 +159,27 @@ def test_an_existing_index_written_by_another_tool_keeps_its_entries_and_fields(
     assert len(merged.json()["manifests"]) == 2
 
 
-def test_the_artifacts_mode_is_part_of_the_receipt_but_none_keeps_the_old_one():
+def test_the_artifacts_mode_is_part_of_the_receipt_but_all_keeps_the_receipt_of_before():
     pairs = [("reg/m/a:1", DIGEST)]
-    assert Receipt("r", pairs, [], "none").tag == Receipt("r", pairs, []).tag
-    assert Receipt("r", pairs, [], "all").tag != Receipt("r", pairs, [], "signatures").tag
-    assert Receipt("r", pairs, [], "all").tag != Receipt("r", pairs, []).tag
+    assert Receipt("r", pairs, [], "all").tag == Receipt("r", pairs, []).tag
+    assert len({Receipt("r", pairs, [], mode).tag for mode in ("all", "signatures", "none")}) == 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "kept"),
+    [("all", ["signature", "sbom", "referrer", "referrer"]), ("signatures", ["signature", "referrer"]), ("none", [])],
+)
+def test_known_artifacts_are_taken_per_mode(mode, kept):
+    known = [
+        Artifact("signature", DIGEST, tag=STEM + ".sig"),
+        Artifact("sbom", DIGEST, tag=STEM + ".sbom"),
+        Artifact("referrer", DIGEST, artifact_type="application/spdx+json"),
+        Artifact("referrer", DIGEST, artifact_type="application/vnd.dev.sigstore.bundle.v0.3+json"),
+    ]
+    taken_kinds = [a for a in known if taken(a, mode)]
+    assert [a.kind for a in taken_kinds] == kept
+    if mode == "signatures":
+        assert taken_kinds[1].artifact_type.startswith("application/vnd.dev.sigstore.bundle")
 
 
 @pytest.mark.parametrize("mode", ["all", "signatures", "none"])

@@ -66,6 +66,15 @@ def wanted_referrer(descriptor: Dict[str, Any], mode: str) -> bool:
     return mode == "signatures" and is_signature_type(str(descriptor.get("artifactType") or ""))
 
 
+def taken(artifact: Artifact, mode: str) -> bool:
+    """Whether `mode` takes an artifact already known (from a lock file or a bundle)."""
+    if mode == "signatures":
+        return artifact.kind == "signature" or (
+            artifact.kind == "referrer" and is_signature_type(artifact.artifact_type)
+        )
+    return mode == "all"
+
+
 @dataclass
 class Artifact:
     """One artifact of an image: a cosign tag (`tag`) or a referrer (`artifact_type`)."""

@@ -24,8 +24,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.files import a
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import (
     Artifact,
     fetch_manifests,
-    is_signature_type,
     mark_present,
+    taken,
 )
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.artifacts import push as push_artifacts
 from ansible_collections.airgap.renku.plugins.module_utils.mirror.copy import (
@@ -496,7 +496,7 @@ def _bundle_artifacts(bundle: Bundle, entry: Dict[str, Any], mode: str) -> List[
     found = []
     for record in entry.get("artifacts") or []:
         art = Artifact.from_record(record)
-        if mode == "none" or (mode == "signatures" and not _is_signature(art)):
+        if not taken(art, mode):
             continue
         art.manifest = bundle.manifest(art.digest, art.media_type)
         if art.manifest.is_index:
@@ -505,10 +505,6 @@ def _bundle_artifacts(bundle: Bundle, entry: Dict[str, Any], mode: str) -> List[
             ]
         found.append(art)
     return found
-
-
-def _is_signature(art: Artifact) -> bool:
-    return art.kind == "signature" or (art.kind == "referrer" and is_signature_type(art.artifact_type))
 
 
 def _plans_from_bundle(bundle: Bundle, settings: MirrorSettings) -> List[ImagePlan]:

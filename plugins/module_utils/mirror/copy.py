@@ -610,10 +610,8 @@ def _trusted_by_receipt(
 
 
 def _recorded_artifacts(entry: Dict[str, Any], mode: str) -> List[Artifact]:
-    """The artifacts a lock entry records, as present (the receipt names the artifacts mode too)."""
-    if mode == "none":
-        return []
-    found = [Artifact.from_record(r) for r in entry.get("artifacts") or []]
+    """The artifacts a lock entry records that `mode` takes, as present (the receipt names the mode too)."""
+    found = [a for a in (Artifact.from_record(r) for r in entry.get("artifacts") or []) if oci_artifacts.taken(a, mode)]
     for art in found:
         art.present = True
     return found

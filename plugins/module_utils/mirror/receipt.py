@@ -38,15 +38,16 @@ def receipt_repository(prefix: str) -> str:
     return f"{prefix}/{RECEIPT_REPOSITORY}" if prefix else RECEIPT_REPOSITORY
 
 
-def receipt_config(entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "none") -> bytes:
+def receipt_config(entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "all") -> bytes:
     """Canonical bytes of a set: sorted (destination, digest) pairs (images and their artifacts), the
-    platform filter and, unless V(none), the artifacts mode."""
+    platform filter and, unless V(all) (the default, whose receipts read as before artifacts travelled), the
+    artifacts mode: a set mirrored without artifacts is not taken for one mirrored with them."""
     body = {
         "kind": "MirrorReceipt",
         "platforms": sorted(platforms),
         "images": [{"destination": dest, "digest": digest} for dest, digest in sorted(set(entries))],
     }
-    if artifacts != "none":
+    if artifacts != "all":
         body["artifacts"] = artifacts
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -74,7 +75,7 @@ class Receipt:
     """The receipt of one image set at one destination repository."""
 
     def __init__(
-        self, repository: str, entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "none"
+        self, repository: str, entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "all"
     ) -> None:
         self.repository = repository
         self.config = receipt_config(entries, platforms, artifacts)
