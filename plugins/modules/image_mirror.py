@@ -167,8 +167,7 @@ options:
         referrers API they are listed in its fallback tag index. Each one is read back (same digest, referrers
         listed for the image) and recorded in the lock file under the image's C(artifacts).
       - The source's tag list is read once per repository; a registry without the referrers API is asked once.
-      - The receipt (see O(verify)) covers the artifacts; a set mirrored by a version that did not carry them keeps
-        its receipt, so run once with O(verify=tags) to bring their artifacts along.
+      - The receipt (see O(verify)) covers the artifacts and this option.
       - An image narrowed to O(platforms) has another digest than the one signed and carries no artifacts.
     type: str
     choices: [all, signatures, none]

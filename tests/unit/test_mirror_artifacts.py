@@ -159,10 +159,11 @@ def test_an_existing_index_written_by_another_tool_keeps_its_entries_and_fields(
     assert len(merged.json()["manifests"]) == 2
 
 
-def test_the_artifacts_mode_is_part_of_the_receipt_but_all_keeps_the_receipt_of_before():
+def test_the_artifacts_mode_is_part_of_the_receipt():
     pairs = [("reg/m/a:1", DIGEST)]
-    assert Receipt("r", pairs, [], "all").tag == Receipt("r", pairs, []).tag
+    assert Receipt("r", pairs, [], "all").tag == Receipt("r", pairs, []).tag  # the default
     assert len({Receipt("r", pairs, [], mode).tag for mode in ("all", "signatures", "none")}) == 3
+    assert json.loads(Receipt("r", pairs, []).config)["artifacts"] == "all"
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@
 After a run in which every image of the set was verified at the destination (copied and read back,
 or found under its tag with the pinned digest), the engine pushes a small OCI artifact to
 `<prefix>/airgap-renku-mirror-receipts:set-<key>`. Its config blob lists every destination
-reference and digest of the set; `<key>` is the sha256 of that list (and of the platform filter),
-so the tag names exactly one set and the artifact's digest is known in advance.
+reference and digest of the set, its artifacts' too; `<key>` is the sha256 of that list (and of the
+platform filter and the artifacts mode), so the tag names exactly one set and the artifact's digest is
+known in advance.
 
 A rerun whose lock file pins every requested image, with the same destinations and platforms,
 asks the destination for that one tag instead of one request per image: when the receipt is there
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ansible_collections.airgap.renku.plugins.module_utils.oci.media_types import OCI_MANIFEST
 from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import (
@@ -40,15 +41,14 @@ def receipt_repository(prefix: str) -> str:
 
 def receipt_config(entries: List[Tuple[str, str]], platforms: List[str], artifacts: str = "all") -> bytes:
     """Canonical bytes of a set: sorted (destination, digest) pairs (images and their artifacts), the
-    platform filter and, unless V(all) (the default, whose receipts read as before artifacts travelled), the
-    artifacts mode: a set mirrored without artifacts is not taken for one mirrored with them."""
-    body = {
+    platform filter and the artifacts mode (a set mirrored without artifacts, or before they travelled, is
+    not taken for one mirrored with them)."""
+    body: Dict[str, Any] = {
         "kind": "MirrorReceipt",
         "platforms": sorted(platforms),
         "images": [{"destination": dest, "digest": digest} for dest, digest in sorted(set(entries))],
     }
-    if artifacts != "all":
-        body["artifacts"] = artifacts
+    body["artifacts"] = artifacts
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
