@@ -237,8 +237,9 @@ class Registry:
         self._credentials = (username, password or "") if username else None
         self._basic: Optional[str] = None  # the Authorization value once the registry asked for Basic
         self._tokens: Dict[str, str] = {}
-        # whether GET /v2/<repo>/referrers/<digest> is served (None until asked once)
+        # whether GET /v2/<repo>/referrers/<digest> is served (None until asked once; one thread asks first)
         self.referrers_api: Optional[bool] = None
+        self._referrers_probe = threading.Lock()
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -381,8 +382,13 @@ class Registry:
     def referrers(self, repo: str, digest: str) -> Optional[List[Dict[str, Any]]]:
         """Descriptors the OCI 1.1 referrers API lists for `digest`; None when the registry does not serve
         the API (answered 404 or something other than an index once: not asked again)."""
-        if self.referrers_api is False:
-            return None
+        if self.referrers_api is None:
+            with self._referrers_probe:
+                if self.referrers_api is None:
+                    return self._referrers(repo, digest)
+        return None if self.referrers_api is False else self._referrers(repo, digest)
+
+    def _referrers(self, repo: str, digest: str) -> Optional[List[Dict[str, Any]]]:
         resp = self.request("GET", f"/v2/{repo}/referrers/{digest}", repo, headers={"Accept": OCI_INDEX})
         try:
             data = resp.json() if resp.status_code == 200 else None
