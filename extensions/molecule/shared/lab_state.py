@@ -16,15 +16,12 @@ Values are hashes, digests and DNS answers only: no Secret content is printed.
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import hashlib
 import json
 import os
-import ssl
 import subprocess
 import sys
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,14 +30,6 @@ from typing import Any
 # that controllers and kwok keep moving
 VOLATILE_KINDS = {"Event", "Lease", "Endpoints", "EndpointSlice", "Pod", "PodMetrics"}
 SERVER_METADATA = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
-ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
 
 
 def digest(value: Any) -> str:
@@ -140,47 +129,37 @@ def file_state(path: str, exclude: list[str]) -> dict[str, str]:
     return found
 
 
-def registry_get(scope: dict[str, Any], path: str, method: str = "GET") -> tuple[dict[str, str], bytes]:
-    request = urllib.request.Request(f"https://{scope['host']}{path}", method=method, headers={"Accept": ACCEPT})
-    if scope.get("username"):
-        token = base64.b64encode(f"{scope['username']}:{scope['password']}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    context = ssl.create_default_context(cafile=scope.get("ca_file"))
-    with urllib.request.urlopen(request, context=context, timeout=30) as response:
-        return dict(response.headers), response.read()
+def collection_registry(scope: dict[str, Any]) -> Any:
+    """The collection's own registry client, from the collection path molecule gives ansible."""
+    for entry in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
+    from ansible_collections.airgap.renku.plugins.module_utils.oci.registry import Registry
 
-
-def registry_list(scope: dict[str, Any], path: str, field: str) -> list[str]:
-    """Every entry of a paginated list (the catalog, a repository's tags), following the Link headers."""
-    found: list[str] = []
-    next_path: str | None = f"{path}?n=1000"
-    while next_path:
-        headers, body = registry_get(scope, next_path)
-        found.extend(json.loads(body).get(field) or [])
-        link = headers.get("Link") or headers.get("link") or ""
-        next_path = link.split(";")[0].strip("<> ") if 'rel="next"' in link else None
-    return found
+    return Registry(scope["host"], scope.get("ca_file"), scope.get("username"), scope.get("password"))
 
 
 def registry_state(scope: dict[str, Any]) -> dict[str, str]:
+    registry = collection_registry(scope)
     prefixes = tuple(scope.get("prefixes") or [""])
-    repositories = [r for r in registry_list(scope, "/v2/_catalog", "repositories") if r.startswith(prefixes)]
+    repositories = [r for r in registry.list_repositories() if r.startswith(prefixes)]
     found = {
         f"registry:{scope['host']}/{prefix}*": str(sum(r.startswith(prefix) for r in repositories))
         for prefix in prefixes
     }
 
     def tags_of(repository: str) -> dict[str, str]:
-        tags = registry_list(scope, f"/v2/{repository}/tags/list", "tags")
-        result = {}
-        for tag in tags:
-            headers = registry_get(scope, f"/v2/{repository}/manifests/{tag}", method="HEAD")[0]
-            result[f"registry:{scope['host']}/{repository}:{tag}"] = headers.get("Docker-Content-Digest", "")
-        return result
+        return {
+            f"registry:{scope['host']}/{repository}:{tag}": registry.manifest_digest(repository, tag) or ""
+            for tag in registry.list_tags(repository)
+        }
 
-    with ThreadPoolExecutor(8) as pool:
-        for result in pool.map(tags_of, repositories):
-            found.update(result)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            for result in pool.map(tags_of, repositories):
+                found.update(result)
+    finally:
+        registry.close()
     return found
 
 

@@ -336,22 +336,30 @@ class Registry:
         if resp.status_code != 200:
             raise RegistryError(f"{self.host}/v2/ answered HTTP {resp.status_code}")
 
-    def list_tags(self, repo: str) -> List[str]:
-        """Every tag of `repo` ([] when the repository does not exist), following `Link` pagination."""
-        tags: List[str] = []
-        url = f"/v2/{repo}/tags/list"
+    def _pages(self, path: str, repo: str, field: str, what: str) -> List[str]:
+        """Every entry of a paginated list (`field` of each page), following `Link`; [] on 404."""
+        found: List[str] = []
+        url = path
         for _page in range(1000):
             resp = self.request("GET", url, repo)
             if resp.status_code == 404:
-                return tags
+                return found
             if resp.status_code != 200:
-                raise RegistryError(f"GET {self.host}/{repo} tags answered HTTP {resp.status_code}")
-            tags += list(resp.json().get("tags") or [])
+                raise RegistryError(f"GET {self.host}/{what} answered HTTP {resp.status_code}")
+            found += list(resp.json().get(field) or [])
             link = resp.headers.get("Link", "")
             if 'rel="next"' not in link:
-                return tags
+                return found
             url = urljoin(self.base + "/", link.split(";", 1)[0].strip().strip("<>"))
-        raise RegistryError(f"{self.host}/{repo}: too many pages of tags")
+        raise RegistryError(f"{self.host}/{what}: too many pages")
+
+    def list_tags(self, repo: str) -> List[str]:
+        """Every tag of `repo` ([] when the repository does not exist), following `Link` pagination."""
+        return self._pages(f"/v2/{repo}/tags/list", repo, "tags", f"{repo} tags")
+
+    def list_repositories(self) -> List[str]:
+        """Every repository of the catalog, 1000 a page (distribution v3 refuses larger pages)."""
+        return self._pages("/v2/_catalog?n=1000", "", "repositories", "_catalog")
 
     # -- manifests ----------------------------------------------------------------------------------
 
