@@ -27,10 +27,9 @@ from playbook import SCENARIOS, converge, run_playbook
 
 CONVERGE = SCENARIOS / "remote_cluster" / "converge.yml"
 SCENARIO_VARS = yaml.safe_load(CONVERGE.read_text())[0]["vars"]
-SESSIONS_NS, RENKU_NS, STORAGE_CLASS = "itest-rc-sessions", "itest-rc-renku", "itest-rc-standard"
+SESSIONS_NS, RENKU_NS = "itest-rc-sessions", "itest-rc-renku"
 RESTARTED = ["renku-data-service", "renku-k8s-watcher", "renku-data-tasks", "renku-secrets-storage"]
 ANNOTATION = "kubectl.kubernetes.io/restartedAt"
-RECORD_RELEASE = SCENARIO_VARS["remote_cluster_renku_release"]
 # renku 2.19.3's dependencies, as the renku role records them (roles/renku/tasks/record.yml)
 RENKU_VERSIONS = {
     "postgresql": "14.2.4",
@@ -60,61 +59,13 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
 pytestmark = pytest.mark.lab
 
 
-def _apply(call, *args) -> None:
-    try:
-        call(*args)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-
-def stand_in_renku(local: client.ApiClient) -> None:
-    _apply(client.CoreV1Api(local).create_namespace, {"metadata": {"name": RENKU_NS}})
-    apps = client.AppsV1Api(local)
-    for name in [*RESTARTED, "renku-ui"]:
-        labels = {"app": name}
-        body = {
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
-            },
-        }
-        _apply(apps.create_namespaced_deployment, RENKU_NS, body)
-
-
-def platform_record(local: client.ApiClient) -> None:
-    """ConfigMap airgap-platform-<release> as the renku role writes it after deploying Renku 2.19.3."""
-    name = f"airgap-platform-{RECORD_RELEASE}"
-    body = {
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "airgap.renku"}},
-        "data": {
-            "release": RECORD_RELEASE,
-            "chart": "renku",
-            "version": "2.19.3",
-            "versions": json.dumps(RENKU_VERSIONS),
-        },
-    }
-    core = client.CoreV1Api(local)
-    try:
-        core.create_namespaced_config_map(RENKU_NS, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        core.replace_namespaced_config_map(name, RENKU_NS, body)
-
-
 @pytest.fixture(scope="module")
 def lab(lab_env, lab_mirror):
     remote = config.new_client_from_config(lab_env["KUBECONFIG_REMOTE"])
     local = config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"])
-    _apply(
-        client.StorageV1Api(remote).create_storage_class,
-        {"metadata": {"name": STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner"},
-    )
-    stand_in_renku(local)
-    platform_record(local)
+    # the scenario's own preparation: the stand-in Renku, its platform record and the sessions StorageClass
+    prepared = run_playbook(SCENARIOS / "remote_cluster" / "stand_in_renku.yml")
+    assert prepared.rc == 0, prepared.output[-3000:]
     return {"env": lab_env, "remote": remote, "local": local, "overlays": lab_mirror.parent / "values"}
 
 
