@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,19 @@ def test_converge_changes_the_lab_and_a_rerun_pushes_nothing(deployed, lab_env, 
     )
     assert pushed.stdout.splitlines()[0] == "CI: build the image with kaniko, trusting the site CA"
     assert len(pushed.stdout.splitlines()) == 2, "the rerun pushed again"
+
+
+def test_check_mode_with_no_chart_cached_writes_nothing(deployed, tmp_path):
+    """A work directory with no chart in it yet: check mode pulls into a scratch directory it removes again."""
+    _namespace, extra, _results = deployed
+    work = tmp_path / "work"
+    scratch_before = set(Path(tempfile.gettempdir()).glob("renku-chart-*"))
+    check = run_playbook(
+        SCENARIOS / "renku" / "converge.yml", check=True, extra_vars={**extra, "renku_test_work_dir": str(work)}
+    )
+    assert check.rc == 0, check.output[-4000:]
+    assert not work.exists() or not any(work.rglob("*")), sorted(work.rglob("*"))
+    assert set(Path(tempfile.gettempdir()).glob("renku-chart-*")) == scratch_before
 
 
 def test_every_workload_of_the_chart_exists(deployed, lab_env, api):
