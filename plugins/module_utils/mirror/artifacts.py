@@ -210,14 +210,17 @@ def fetch_manifests(artifact: Artifact, registry: Registry, repo: str) -> None:
         artifact.children = [_fetch(registry, repo, d["digest"]) for d in artifact.manifest.json().get("manifests", [])]
 
 
-def source_referrers(src: Registry, repo: str, digest: str, tags: Set[str]) -> List[Dict[str, Any]]:
-    """Descriptors of the referrers of `digest`: the API's answer, else the fallback tag's index."""
-    listed = src.referrers(repo, digest)
+def referrer_descriptors(
+    registry: Registry, repo: str, digest: str, tags: Optional[Set[str]] = None
+) -> List[Dict[str, Any]]:
+    """Descriptors of the referrers of `digest`: the API's answer, else the fallback tag's index. `tags`, when
+    the repository's tags are known, saves asking for a fallback tag that is not there."""
+    listed = registry.referrers(repo, digest)
     if listed is not None:
         return listed
-    if fallback_tag(digest) not in tags:
+    if tags is not None and fallback_tag(digest) not in tags:
         return []
-    index = src.get_manifest(repo, fallback_tag(digest))
+    index = registry.get_manifest(repo, fallback_tag(digest))
     return list(index.json().get("manifests") or []) if index is not None and index.is_index else []
 
 
@@ -232,7 +235,7 @@ def discover(src: Registry, repo: str, digest: str, tags: Set[str], mode: str) -
         if manifest is not None:
             found.append(Artifact(kind, manifest.digest, manifest.media_type, tag=tag, manifest=manifest))
     seen = {a.digest for a in found}
-    for desc in source_referrers(src, repo, digest, tags):
+    for desc in referrer_descriptors(src, repo, digest, tags):
         if not desc.get("digest") or desc["digest"] in seen:
             continue
         seen.add(desc["digest"])
@@ -249,11 +252,7 @@ def discover(src: Registry, repo: str, digest: str, tags: Set[str], mode: str) -
 
 def listed_referrers(dest: Registry, repo: str, digest: str) -> Set[str]:
     """Digests the destination lists as referrers of `digest` (its API, else its fallback tag index)."""
-    listed = dest.referrers(repo, digest)
-    if listed is None:
-        index = dest.get_manifest(repo, fallback_tag(digest))
-        listed = list(index.json().get("manifests") or []) if index is not None and index.is_index else []
-    return {d.get("digest") for d in listed if d.get("digest")}
+    return {d.get("digest") for d in referrer_descriptors(dest, repo, digest) if d.get("digest")}
 
 
 def mark_present(artifacts: List[Artifact], dest: Registry, repo: str, digest: str) -> None:
