@@ -521,6 +521,32 @@ def test_bad_ca_is_refused_before_anything_is_applied(lab_env, api, tmp_path, ki
     assert namespace not in names and f"{namespace}-sessions" not in names
 
 
+@pytest.mark.parametrize("check", [True, False], ids=["check", "run"])
+def test_a_missing_mirror_lock_ends_a_check_run_and_stops_a_real_one(lab_env, api, tmp_path, check):
+    """The mirror stage's lock is the hand-off: a real run without it stops naming the stage to run first; a check
+    run (a fresh site, checked whole) says what waits for it and ends the role. Neither creates anything."""
+    namespace = f"ca-nolock-{WORKER}-{uuid.uuid4().hex[:5]}"
+    lock = tmp_path / "mirror-lock.yaml"
+    result = run_playbook(
+        SCENARIOS / "helm_airgap" / "converge.yml",
+        check=check,
+        extra_vars={"helm_airgap_test_namespace": namespace, "helm_airgap_image_lock_file": str(lock)},
+    )
+    said = " ".join(result.output.split())
+    missing = f"mirror lock file {lock} does not exist; run the mirror stage first"
+    assert missing in said, said[-3000:]
+    if check:
+        assert result.rc == 0, said[-3000:]
+        assert f"check mode: release demo would be applied in namespace {namespace} once the mirror stage" in said
+        assert [n.split(" : ")[-1] for n in result.changed_tasks()] == [
+            "Report what a check run cannot predict before the mirror stage has run"
+        ]
+    else:
+        assert result.rc != 0 and result.changed == 0, result.changed_tasks()
+    names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+    assert namespace not in names and f"{namespace}-sessions" not in names
+
+
 def test_bundle_secret_carries_the_custom_ca(deployed, api, lab_env):
     secret = client.CoreV1Api(api).read_namespaced_secret("airgap-ca-bundle", f"{CURRENT['namespace']}-sessions")
     custom = base64.b64decode(secret.data["custom-ca.crt"]).decode()

@@ -432,6 +432,27 @@ def test_refused_before_any_change(lab, case):
     assert not namespace_active(lab["remote"], namespace)
 
 
+def test_a_check_run_before_the_platform_stage_reports_what_waits_and_changes_nothing(lab):
+    """A check run of a fresh site reaches this stage before Renku is deployed: the settings and the remote
+    cluster are still checked, then the stage says what it waits for and ends without failing or changing."""
+    namespace = "itest-rc-fresh-check"
+    extra = {"remote_cluster_sessions_namespace": namespace, "remote_cluster_renku_release": "itest-rc-unrecorded"}
+    result = run_playbook(CONVERGE, check=True, extra_vars=extra)
+    assert result.rc == 0, result.output[-3000:]
+    said = " ".join(result.output.split())
+    assert (
+        "would be connected to Renku once the platform stage has deployed it; "
+        "ConfigMap itest-rc-renku/airgap-platform-itest-rc-unrecorded missing on the local cluster"
+    ) in said, said[-3000:]
+    assert [n.split(" : ")[-1] for n in result.changed_tasks()] == [
+        "Report what a check run cannot predict before Renku is deployed"
+    ]
+    assert not namespace_active(lab["remote"], namespace)
+    # the same check run with a bad setting still fails: ending early does not skip validating the inputs
+    bad = run_playbook(CONVERGE, check=True, extra_vars={**extra, **REFUSALS["storage-class"][0]})
+    assert bad.rc != 0 and REFUSALS["storage-class"][1] in " ".join(bad.output.split())
+
+
 def test_non_admin_token_refused_and_reported(lab):
     """A Keycloak user without renku-admin: the data-service refuses (403), the role says why, changes nothing."""
     env = lab["env"]

@@ -356,3 +356,35 @@ def test_a_missing_or_stale_mirror_hand_off_stops_before_anything_is_changed(cas
     with pytest.raises(client.ApiException) as missing:
         core.read_namespace(namespace)
     assert missing.value.status == 404
+
+
+def test_a_check_run_before_the_mirror_stage_reports_what_waits_and_changes_nothing(lab_env, tmp_path):
+    """A check run of a fresh site reaches the platform stage before the mirror stage has written its lock: the
+    stage says what it would deploy and what it waits for, ends without failing, and creates nothing."""
+    namespace = f"renku-fresh-{WORKER}-{uuid.uuid4().hex[:5]}"
+    result = run_playbook(
+        SCENARIOS / "renku" / "converge.yml",
+        check=True,
+        extra_vars={
+            "renku_test_namespace": namespace,
+            "renku_test_release": RELEASE,
+            "renku_test_template": "unused",
+            "renku_test_git_url": lab_env["LAB_GIT_URL"],
+            "renku_test_work_dir": str(tmp_path / "work"),
+            "renku_mirror_lock_file": str(tmp_path / "not-yet" / "mirror-lock.yaml"),
+        },
+    )
+    assert result.rc == 0, result.output[-3000:]
+    said = " ".join(result.output.split())
+    expected = f"check mode: Renku 2.19.3 would be deployed as release {RELEASE} in namespace {namespace}"
+    assert expected in said, said[-3000:]
+    assert "once the mirror stage has run" in said and "run the mirror stage first" in said
+    # the report is the one change the check run announces: the role ended there, nothing was fetched or rendered
+    assert [n.split(" : ")[-1] for n in result.changed_tasks()] == [
+        "Report what a check run cannot predict before the mirror stage has run"
+    ]
+    assert not (tmp_path / "work").exists()
+    core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
+    with pytest.raises(client.ApiException) as missing:
+        core.read_namespace(namespace)
+    assert missing.value.status == 404
