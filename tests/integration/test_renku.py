@@ -324,6 +324,29 @@ def test_the_charts_crds_are_installed(deployed, api):
     assert established.get("Established") == "True"
 
 
+def converge_with_lock(lab_env, tmp_path, namespace: str, lock: Path, check: bool = False):
+    """The scenario's converge into a namespace of its own, reading the given mirror lock."""
+    return run_playbook(
+        SCENARIOS / "renku" / "converge.yml",
+        check=check,
+        extra_vars={
+            "renku_test_namespace": namespace,
+            "renku_test_release": RELEASE,
+            "renku_test_template": "unused",
+            "renku_test_git_url": lab_env["LAB_GIT_URL"],
+            "renku_test_work_dir": str(tmp_path / "work"),
+            "renku_mirror_lock_file": str(lock),
+        },
+    )
+
+
+def assert_namespace_absent(lab_env, namespace: str) -> None:
+    core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
+    with pytest.raises(client.ApiException) as missing:
+        core.read_namespace(namespace)
+    assert missing.value.status == 404
+
+
 @pytest.mark.parametrize("case", ["missing", "other_version"])
 def test_a_missing_or_stale_mirror_hand_off_stops_before_anything_is_changed(case, lab_env, lab_mirror, tmp_path):
     """The platform stage reads the mirror stage's lock: without it, or when it records the chart at another
@@ -338,42 +361,18 @@ def test_a_missing_or_stale_mirror_hand_off_stops_before_anything_is_changed(cas
             if chart["destination"].endswith("/charts/renku"):
                 chart.update({key: "2.18.0" for key in ("version", "oci_version", "oci_tag") if key in chart})
         lock.write_text(yaml.safe_dump(data))
-    result = run_playbook(
-        SCENARIOS / "renku" / "converge.yml",
-        extra_vars={
-            "renku_test_namespace": namespace,
-            "renku_test_release": RELEASE,
-            "renku_test_template": "unused",
-            "renku_test_git_url": lab_env["LAB_GIT_URL"],
-            "renku_test_work_dir": str(tmp_path / "work"),
-            "renku_mirror_lock_file": str(lock),
-        },
-    )
+    result = converge_with_lock(lab_env, tmp_path, namespace, lock)
     assert result.rc != 0, "the platform stage ran on a stale mirror hand-off"
     assert "run the mirror stage first (ansible-playbook playbooks/mirror.yml)" in result.output, result.output[-3000:]
     assert result.changed == 0, result.changed_tasks()
-    core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
-    with pytest.raises(client.ApiException) as missing:
-        core.read_namespace(namespace)
-    assert missing.value.status == 404
+    assert_namespace_absent(lab_env, namespace)
 
 
 def test_a_check_run_before_the_mirror_stage_reports_what_waits_and_changes_nothing(lab_env, tmp_path):
     """A check run of a fresh site reaches the platform stage before the mirror stage has written its lock: the
     stage says what it would deploy and what it waits for, ends without failing, and creates nothing."""
     namespace = f"renku-fresh-{WORKER}-{uuid.uuid4().hex[:5]}"
-    result = run_playbook(
-        SCENARIOS / "renku" / "converge.yml",
-        check=True,
-        extra_vars={
-            "renku_test_namespace": namespace,
-            "renku_test_release": RELEASE,
-            "renku_test_template": "unused",
-            "renku_test_git_url": lab_env["LAB_GIT_URL"],
-            "renku_test_work_dir": str(tmp_path / "work"),
-            "renku_mirror_lock_file": str(tmp_path / "not-yet" / "mirror-lock.yaml"),
-        },
-    )
+    result = converge_with_lock(lab_env, tmp_path, namespace, tmp_path / "not-yet" / "mirror-lock.yaml", check=True)
     assert result.rc == 0, result.output[-3000:]
     said = " ".join(result.output.split())
     expected = f"check mode: Renku 2.19.3 would be deployed as release {RELEASE} in namespace {namespace}"
@@ -384,7 +383,4 @@ def test_a_check_run_before_the_mirror_stage_reports_what_waits_and_changes_noth
         "Report what a check run cannot predict before the mirror stage has run"
     ]
     assert not (tmp_path / "work").exists()
-    core = client.CoreV1Api(config.new_client_from_config(lab_env["KUBECONFIG_LOCAL"]))
-    with pytest.raises(client.ApiException) as missing:
-        core.read_namespace(namespace)
-    assert missing.value.status == 404
+    assert_namespace_absent(lab_env, namespace)
