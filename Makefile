@@ -81,7 +81,7 @@ integration: lab-up
 	$(PY) -m pytest -q tests/integration/test_awx_jobs.py -p no:cacheprovider
 
 # every scenario of extensions/molecule/ (destroy, syntax, prepare, check between two readings of the lab, converge,
-# idempotence, verify): the roles' side by side, then the whole site alone
+# idempotence, verify, cleanup): the roles' side by side, then the whole site alone
 molecule: lab-up
 	molecule test --all --exclude site --workers $(MOLECULE_WORKERS) --no-command-borders
 	molecule test --scenario-name site --no-command-borders

@@ -453,6 +453,78 @@ def test_a_check_run_before_the_platform_stage_reports_what_waits_and_changes_no
     assert bad.rc != 0 and REFUSALS["storage-class"][1] in " ".join(bad.output.split())
 
 
+@pytest.fixture
+def session_crd_owner(lab):
+    """The AmaltheaSession CRD as it is on the remote cluster (the demo's release owns it after `make demo`), or,
+    when there is none, one made here with Helm's ownership annotations for a release elsewhere (removed again).
+    Yields its owner as the refusal names it."""
+    extensions = client.ApiextensionsV1Api(lab["remote"])
+    for _ in range(60):  # a CRD the lifecycle test uninstalled goes once its finalizer has run
+        crd = cluster_object(lab["remote"], extensions.read_custom_resource_definition, CRD)
+        if crd is None or crd.metadata.deletion_timestamp is None:
+            break
+        time.sleep(1)
+    if crd is not None:
+        annotations = crd.metadata.annotations or {}
+        owner = annotations.get(HELM_NS)
+        yield (
+            f"release {annotations.get('meta.helm.sh/release-name')} in namespace {owner}"
+            if owner
+            else "no Helm release"
+        )
+        return
+    plural, group = CRD.split(".", 1)
+    extensions.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {
+                "name": CRD,
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {HELM_NS: "itest-rc-elsewhere", "meta.helm.sh/release-name": "amalthea-sessions"},
+            },
+            "spec": {
+                "group": group,
+                "scope": "Namespaced",
+                "names": {"plural": plural, "singular": "amaltheasession", "kind": "AmaltheaSession"},
+                "versions": [
+                    {
+                        "name": "v1alpha1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                ],
+            },
+        }
+    )
+    yield "release amalthea-sessions in namespace itest-rc-elsewhere"
+    extensions.delete_custom_resource_definition(CRD)
+
+
+def test_a_session_crd_another_release_owns_is_refused_before_any_change(lab, session_crd_owner):
+    """amalthea-sessions' CRD is one per cluster: installing the chart's release into another namespace than the
+    release that owns it is refused with the ways out, before the namespace, RBAC or anything else is made."""
+    namespace = "itest-rc-refused-crd"
+    values = copy.deepcopy(SCENARIO_VARS["remote_cluster_chart_values"])
+    values["amalthea-sessions"]["deployCrd"] = True
+    extra = {
+        "remote_cluster_sessions_namespace": namespace,
+        "remote_cluster_chart_namespaces": {"amalthea-sessions": namespace, "csi-rclone": namespace},
+        "remote_cluster_chart_values": values,
+    }
+    result = run_playbook(CONVERGE, extra_vars=extra)
+    said = " ".join(result.output.split())
+    assert result.rc != 0, said[-3000:]
+    assert (
+        f"remote_cluster_chart_namespaces['amalthea-sessions']: CustomResourceDefinition {CRD} on the remote cluster "
+        f"belongs to {session_crd_owner}, and a cluster has one"
+    ) in said, said[-3000:]
+    assert "remote_cluster_chart_values['amalthea-sessions'].deployCrd: false" in said
+    assert result.changed == 0, result.changed_tasks()
+    assert not namespace_active(lab["remote"], namespace)
+
+
 def test_non_admin_token_refused_and_reported(lab):
     """A Keycloak user without renku-admin: the data-service refuses (403), the role says why, changes nothing."""
     env = lab["env"]
