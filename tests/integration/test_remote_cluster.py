@@ -459,11 +459,11 @@ def session_crd_owner(lab):
     when there is none, one made here with Helm's ownership annotations for a release elsewhere (removed again).
     Yields its owner as the refusal names it."""
     extensions = client.ApiextensionsV1Api(lab["remote"])
-    for _ in range(60):  # a CRD the lifecycle test uninstalled goes once its finalizer has run
-        crd = cluster_object(lab["remote"], extensions.read_custom_resource_definition, CRD)
-        if crd is None or crd.metadata.deletion_timestamp is None:
-            break
+    deadline = time.monotonic() + 60  # a CRD the lifecycle test uninstalled goes once its finalizer has run
+    crd = cluster_object(lab["remote"], extensions.read_custom_resource_definition, CRD)
+    while crd is not None and crd.metadata.deletion_timestamp is not None and time.monotonic() < deadline:
         time.sleep(1)
+        crd = cluster_object(lab["remote"], extensions.read_custom_resource_definition, CRD)
     if crd is not None:
         annotations = crd.metadata.annotations or {}
         owner = annotations.get(HELM_NS)
