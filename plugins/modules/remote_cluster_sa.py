@@ -20,6 +20,9 @@ description:
     M(airgap.renku.kubeconfig_build)'s O(airgap.renku.kubeconfig_build#module:token_file). The base64 form of
     the token (a Secret's C(data.token)) is always masked.
   - Check mode uses the API server's dry run, so nothing is written.
+  - A namespace this module deletes (V(absent)) is waited for until it is gone, as C(kubectl delete) waits. A
+    namespace still being deleted when V(present) runs takes no new content, so the module waits until it is gone
+    (up to 120 seconds) and creates it again; check mode reports it as to be created.
 author:
   - airgap.renku maintainers (@airgap-renku)
 extends_documentation_fragment:

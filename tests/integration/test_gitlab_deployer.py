@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,11 +23,12 @@ def _core(kubeconfig: str) -> client.CoreV1Api:
 
 
 def _namespace_gone(kubeconfig: str) -> bool:
+    """Gone, not merely Terminating: `state: absent` returns once the namespace controller has removed it."""
     try:
-        ns = _core(kubeconfig).read_namespace(NS)
+        _core(kubeconfig).read_namespace(NS)
     except ApiException as exc:
         return exc.status == 404
-    return ns.status.phase == "Terminating"
+    return False
 
 
 def _deployment(name: str, namespace: str) -> dict:
@@ -76,3 +80,40 @@ def test_gitlab_deployer_on_the_lab(lab_env):
     assert _namespace_gone(admin)
     assert not path.exists()
     assert not Path(str(path) + ".b64").exists()
+
+
+def test_a_namespace_still_being_deleted_is_waited_for(lab_env):
+    """A deployer namespace deleted a moment ago is Terminating and takes no new content (the API server answers
+    403). A check run reports it as to be created and changes nothing; a real run waits until it is gone and
+    creates it again, instead of failing with a misleading RBAC error."""
+    admin = lab_env["KUBECONFIG_LOCAL"]
+    core = _core(admin)
+    converge("gitlab_deployer")
+    uid = core.read_namespace(NS).metadata.uid
+    hold = {"metadata": {"name": "itest-hold", "finalizers": ["airgap.renku/itest-hold"]}}
+    core.create_namespaced_config_map(NS, hold)
+
+    def let_go() -> None:
+        with contextlib.suppress(ApiException):
+            core.patch_namespaced_config_map("itest-hold", NS, {"metadata": {"finalizers": None}})
+
+    release = threading.Timer(5, let_go)
+    try:
+        core.delete_namespace(NS)
+        assert core.read_namespace(NS).status.phase == "Terminating"
+
+        check = run_playbook(CONVERGE, check=True, diff=True)
+        assert check.rc == 0, check.output[-3000:]
+        assert check.changed > 0 and core.read_namespace(NS).metadata.uid == uid
+
+        started = time.monotonic()
+        release.start()
+        result = run_playbook(CONVERGE)
+    finally:
+        release.cancel()
+        let_go()  # a failed assertion must not leave the namespace stuck
+    assert result.rc == 0, result.output[-3000:]
+    assert time.monotonic() - started >= 5, "the run did not wait for the namespace to go"
+    again = core.read_namespace(NS)
+    assert again.metadata.uid != uid and again.status.phase == "Active"
+    assert (Path(lab_env["LAB_STATE"]) / "itest-gitlab-deployer" / "deployer.kubeconfig").exists()

@@ -90,6 +90,10 @@ def api_error_message(exc: Exception, what: str) -> str:
         return (
             f"{what}: the API server rejected the credentials (401 Unauthorized); check the token or client certificate"
         )
+    if status == 403 and "because it is being terminated" in str(getattr(exc, "body", "") or ""):
+        return (
+            f"{what}: the namespace is being deleted (Terminating) and takes no new content; run again once it is gone"
+        )
     if status == 403:
         return f"{what}: forbidden (403); the identity lacks RBAC permission: {reason}"
     if status is None or status == 0:

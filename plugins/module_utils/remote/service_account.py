@@ -20,6 +20,8 @@ from ansible_collections.airgap.renku.plugins.module_utils.common.files import w
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "airgap.renku"}
 MASK = "<masked>"
+# how long a deleted namespace may take to go (its content is removed first, then the finalizer)
+NAMESPACE_GONE_SECONDS = 120.0
 
 # The Renku data-service rules for a remote session cluster (reference: renku-remote-role-rules.yaml,
 # the union of the Renku remote-cluster documentation and the chart 2.19.3 data-service Role).
@@ -400,10 +402,44 @@ def root_ca(rest: KubeRest, namespace: str) -> str:
     return ((cm or {}).get("data") or {}).get("ca.crt", "")
 
 
+def terminating(obj: dict[str, Any] | None) -> bool:
+    """A namespace (or any object) that is being deleted: it takes no new content until it is gone."""
+    return bool(obj and (obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def wait_namespace_gone(rest: KubeRest, namespace: str, timeout: float = NAMESPACE_GONE_SECONDS) -> None:
+    """Wait until a namespace being deleted is gone (its finalizers have run), as `kubectl delete` waits."""
+    deadline = time.monotonic() + timeout
+    while terminating(rest.get("Namespace", "", namespace)):
+        if time.monotonic() >= deadline:
+            raise ServiceAccountError(
+                f"namespace {namespace} is still being deleted (Terminating) after {timeout:.0f}s: the namespace "
+                "controller has not finished removing its content; wait until it is gone, then run again"
+            )
+        time.sleep(0.5)
+
+
 def ensure_present(rest: KubeRest, spec: SaSpec) -> tuple[Outcome, dict[str, Any]]:
-    """Create or update every object, then obtain the token; returns the outcome and the credentials."""
+    """Create or update every object, then obtain the token; returns the outcome and the credentials.
+
+    A namespace still being deleted takes no new content: a real run waits until it is gone and creates it again;
+    a check run reports it as created (the server cannot dry-run anything inside it)."""
     outcome = Outcome()
+    if terminating(rest.get("Namespace", "", spec.namespace)):
+        if not spec.create_namespace:
+            raise ServiceAccountError(
+                f"namespace {spec.namespace} is being deleted (Terminating) and create_namespace is false, so "
+                "nothing can be made in it; set create_namespace: true, or create the namespace again once it is gone"
+            )
+        if rest.dry_run:
+            outcome.changed = True
+            outcome.actions.append(f"create Namespace/{spec.namespace}")
+        else:
+            wait_namespace_gone(rest, spec.namespace)
     for want in desired_objects(spec):
+        if want["kind"] == "Namespace" and f"create Namespace/{spec.namespace}" in outcome.actions:
+            outcome.after.append(owned_view(want))
+            continue
         if rest.dry_run and "create Namespace/" + spec.namespace in outcome.actions:
             # a dry-run namespace holds nothing, so the server cannot dry-run objects inside it
             outcome.after.append(owned_view(want))
@@ -441,4 +477,6 @@ def ensure_absent(rest: KubeRest, spec: SaSpec) -> Outcome:
         rest.delete(want["kind"], meta.get("namespace", ""), meta["name"])
         outcome.actions.append(f"delete {want['kind']}/{meta['name']}")
         outcome.changed = True
+        if want["kind"] == "Namespace" and not rest.dry_run:
+            wait_namespace_gone(rest, meta["name"])
     return outcome
