@@ -419,31 +419,34 @@ def wait_namespace_gone(rest: KubeRest, namespace: str, timeout: float = NAMESPA
         time.sleep(0.5)
 
 
+def _namespace_terminating(rest: KubeRest, spec: SaSpec) -> bool:
+    """Whether the namespace is still being deleted; a real run waits until it is gone (then it is not)."""
+    if not terminating(rest.get("Namespace", "", spec.namespace)):
+        return False
+    if not spec.create_namespace:
+        raise ServiceAccountError(
+            f"namespace {spec.namespace} is being deleted (Terminating) and create_namespace is false, so "
+            "nothing can be made in it; set create_namespace: true, or create the namespace again once it is gone"
+        )
+    if rest.dry_run:
+        return True
+    wait_namespace_gone(rest, spec.namespace)
+    return False
+
+
 def ensure_present(rest: KubeRest, spec: SaSpec) -> tuple[Outcome, dict[str, Any]]:
     """Create or update every object, then obtain the token; returns the outcome and the credentials.
 
     A namespace still being deleted takes no new content: a real run waits until it is gone and creates it again;
     a check run reports it as created (the server cannot dry-run anything inside it)."""
     outcome = Outcome()
-    if terminating(rest.get("Namespace", "", spec.namespace)):
-        if not spec.create_namespace:
-            raise ServiceAccountError(
-                f"namespace {spec.namespace} is being deleted (Terminating) and create_namespace is false, so "
-                "nothing can be made in it; set create_namespace: true, or create the namespace again once it is gone"
-            )
-        if rest.dry_run:
-            outcome.changed = True
-            outcome.actions.append(f"create Namespace/{spec.namespace}")
-        else:
-            wait_namespace_gone(rest, spec.namespace)
+    namespace_pending = _namespace_terminating(rest, spec)
     for want in desired_objects(spec):
-        if want["kind"] == "Namespace" and f"create Namespace/{spec.namespace}" in outcome.actions:
-            outcome.after.append(owned_view(want))
-            continue
-        if rest.dry_run and "create Namespace/" + spec.namespace in outcome.actions:
+        if rest.dry_run and (namespace_pending or f"create Namespace/{spec.namespace}" in outcome.actions):
             # a dry-run namespace holds nothing, so the server cannot dry-run objects inside it
             outcome.after.append(owned_view(want))
             outcome.actions.append(f"create {want['kind']}/{want['metadata']['name']}")
+            outcome.changed = True
             continue
         ensure_object(rest, want, outcome)
     creds: dict[str, Any] = {"token": "", "ca_pem": "", "expiration": None}
